@@ -1,0 +1,39 @@
+"""Per-key locks in the cache directory, so two processes never compute one key at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+__all__ = ["key_lock"]
+
+_POLL = 0.05
+
+
+@contextlib.asynccontextmanager
+async def key_lock(root: Path, key: str) -> AsyncIterator[None]:
+    """Hold an exclusive lock on ``key`` across processes sharing the cache at ``root``.
+
+    The lock is an ``flock`` on ``locks/<key>``, released by the kernel if the process dies,
+    so a crash never leaves a stale lock behind. Waiting polls without blocking the event loop.
+    """
+    path = root / "locks" / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(_POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,401 @@
+"""The ``motionflow`` command: parses flags, calls the library, renders its events with rich."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from motionflow import __version__
+from motionflow.errors import MotionflowError, RecipeError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from motionflow.events import Event
+    from motionflow.executor import RunResult
+    from motionflow.plan import Plan
+    from motionflow.recipe.loader import Recipe
+
+__all__ = ["main"]
+
+_TABLE_LIMIT = 60
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _die(exc: MotionflowError) -> NoReturn:
+    err = _console(stderr=True)
+    if isinstance(exc, RecipeError):
+        for diag in exc.diagnostics:
+            style = "red" if diag.severity == "error" else "yellow"
+            err.print(diag.render(), style=style if diag.line == 0 else None, markup=False)
+        count = sum(1 for d in exc.diagnostics if d.severity == "error")
+        err.print(f"[red]{count} error{'s' if count != 1 else ''}; nothing was run or spent.[/]")
+    else:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+    sys.exit(exc.exit_code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except MotionflowError as exc:
+        _die(exc)
+    except KeyboardInterrupt:
+        _console(stderr=True).print(
+            "[yellow]interrupted[/]: nothing partial was kept; run the same command to continue"
+        )
+        sys.exit(130)
+
+
+def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
+    from motionflow.recipe.loader import parse_var
+
+    parsed: dict[str, Any] = {}
+    for text in values:
+        try:
+            name, value = parse_var(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--var") from exc
+        parsed[name] = value
+    return parsed
+
+
+def _load(recipe: str, var: tuple[str, ...], allow_outside: bool) -> Recipe:
+    from motionflow.recipe.loader import load_recipe
+
+    return load_recipe(recipe, overrides=_parse_vars(var), allow_outside_project=allow_outside)
+
+
+def _cache(cache_dir: str | None) -> Any:
+    from motionflow.cache.store import Cache, default_cache_dir
+
+    return Cache(Path(cache_dir) if cache_dir else default_cache_dir())
+
+
+def _recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--allow-outside-project",
+        is_flag=True,
+        help="Allow recipe input paths outside the project folder.",
+    )(func)
+    func = click.option(
+        "--var", "var", multiple=True, metavar="NAME=VALUE", help="Override a recipe var."
+    )(func)
+    return click.argument("recipe", type=click.Path(dir_okay=False))(func)
+
+
+def _cache_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--cache",
+        "cache_dir",
+        envvar="MOTIONFLOW_CACHE",
+        metavar="DIR",
+        help="Cache directory [env MOTIONFLOW_CACHE; default: the user cache dir].",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="motionflow")
+def main() -> None:
+    """Turn YAML recipes into Kling v3 Motion Control videos, paying for each generation once."""
+
+
+@main.command()
+@_recipe_options
+def validate(recipe: str, var: tuple[str, ...], allow_outside_project: bool) -> None:
+    """Check a recipe without running anything (exit 2 on problems)."""
+    from motionflow.graph import build_graph
+
+    with _errors():
+        loaded = _load(recipe, var, allow_outside_project)
+        graph = build_graph(loaded)
+        # Bind parameters too, so stage parameter errors (prompt too long, duration over the
+        # cap) are found now; this needs the cache only for input digests.
+        from motionflow.cache.store import Cache, default_cache_dir
+        from motionflow.plan import make_plan
+
+        cache = Cache(default_cache_dir())
+        try:
+            make_plan(loaded, cache, graph=graph)
+        finally:
+            cache.close()
+    _console().print(
+        f"[green]ok[/]: {loaded.display} is valid: {len(loaded.variants)} variant(s), "
+        f"{len(loaded.model.stages)} stage(s), {len(graph.instances)} stage instance(s)"
+    )
+
+
+def _money(value: float, exact: bool = True) -> str:
+    return ("" if exact else "≤") + f"${value:,.2f}"
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "recipe": plan.recipe.name,
+        "provider": plan.recipe.model.provider,
+        "to_run": len(plan.to_run),
+        "cached": len(plan.cached),
+        "estimated_usd": plan.estimated_usd,
+        "estimate_exact": plan.exact,
+        "saved_usd": plan.saved_usd,
+        "instances": [
+            {
+                "stage": p.instance.stage,
+                "variants": [v.id for v in p.instance.variants],
+                "take": p.instance.take_label,
+                "status": p.status,
+                "reason": p.reason,
+                "key": p.key,
+                "estimated_usd": p.estimate.usd if p.status == "run" else 0.0,
+                "estimate_exact": p.estimate.exact,
+            }
+            for p in plan.items
+        ],
+    }
+
+
+def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
+    from rich.table import Table
+
+    simulated = plan.recipe.model.provider == "simulate"
+    table = Table(title=f"plan: {plan.recipe.name} ({plan.recipe.model.provider})")
+    if show_all or len(plan.items) <= _TABLE_LIMIT:
+        for col in ("stage", "variant", "status", "reason", "cost"):
+            table.add_column(col, justify="right" if col == "cost" else "left")
+        for p in plan.items:
+            inst = p.instance
+            variants = inst.variants[0].id if len(inst.variants) == 1 else f"{len(inst.variants)} variants"
+            if inst.take_label:
+                variants += f" take {inst.take_label}"
+            status = "[green]cached[/]" if p.status == "cached" else "[yellow]run[/]"
+            cost = _money(p.estimate.usd, p.estimate.exact) if p.status == "run" and p.estimate.usd else ""
+            table.add_row(inst.stage, variants, status, p.reason, cost)
+    else:
+        for col in ("stage", "cached", "run", "reasons", "cost"):
+            table.add_column(col)
+        by_stage: dict[str, list[Any]] = {}
+        for p in plan.items:
+            by_stage.setdefault(p.instance.stage, []).append(p)
+        for stage, items in by_stage.items():
+            runs = [p for p in items if p.status == "run"]
+            reasons: dict[str, int] = {}
+            for p in runs:
+                reasons[p.reason] = reasons.get(p.reason, 0) + 1
+            top = ", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])[:3])
+            usd = sum(p.estimate.usd for p in runs)
+            exact = all(p.estimate.exact for p in runs)
+            table.add_row(
+                stage, str(len(items) - len(runs)), str(len(runs)), top, _money(usd, exact) if usd else ""
+            )
+        table.caption = "one row per stage; --all lists every instance"
+    console.print(table)
+    total = _money(plan.estimated_usd, plan.exact)
+    note = " (simulate: nothing is charged; this is what empiriolabs would cost)" if simulated else ""
+    console.print(
+        f"{len(plan.to_run)} to run, {len(plan.cached)} cached. "
+        f"Estimated cost of the misses: [bold]{total}[/]{note}. "
+        f"The cache saves {_money(plan.saved_usd)}."
+    )
+
+
+@main.command()
+@_recipe_options
+@_cache_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--all", "show_all", is_flag=True, help="List every instance, however many.")
+def plan(
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside_project: bool,
+    cache_dir: str | None,
+    as_json: bool,
+    show_all: bool,
+) -> None:
+    """Show what a run would do: each instance's status, reason and cost."""
+    from motionflow.plan import make_plan
+
+    with _errors():
+        loaded = _load(recipe, var, allow_outside_project)
+        cache = _cache(cache_dir)
+        try:
+            planned = make_plan(loaded, cache)
+        finally:
+            cache.close()
+    if as_json:
+        click.echo(json.dumps(_plan_json(planned), indent=1))
+    else:
+        _print_plan(planned, _console(), show_all)
+
+
+class _Progress:
+    """Renders run events: a progress bar on a terminal, one line per event otherwise."""
+
+    def __init__(self, console: Console, total: int, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self.progress: Any = None
+        self.total = total
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                console=self.console, transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("running", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        from rich.markup import escape
+
+        from motionflow import events as ev
+
+        line: str | None = None
+        advance = False
+        if isinstance(event, ev.InstanceCached):
+            advance = True
+        elif isinstance(event, ev.InstanceStarted):
+            if self.progress is not None:
+                self.progress.update(self.task, description=f"running {escape(event.label)}")
+        elif isinstance(event, ev.InstanceFinished):
+            advance = True
+            line = f"[green]✓[/] {escape(event.label)} ({event.seconds:.1f}s)"
+        elif isinstance(event, ev.InstanceFailed):
+            advance = True
+            line = f"[red]✗ {escape(event.label)}[/]: {escape(event.error)}"
+        elif isinstance(event, ev.InstanceBlocked):
+            advance = True
+            line = f"[yellow]- {escape(event.label)}[/] skipped: {escape(event.because)}"
+        elif isinstance(event, ev.JobSubmitted):
+            line = f"  submitted {event.job_id} ({event.provider}, ~${event.estimated_usd:.2f})"
+        elif isinstance(event, ev.Warning):
+            line = f"[yellow]warning:[/] {escape(event.message)}"
+        if advance and self.progress is not None:
+            self.progress.advance(self.task)
+        if line and not self.quiet:
+            self.console.print(line)
+
+
+def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    simulated = plan.recipe.model.provider == "simulate"
+    if result.executed == 0 and result.failed == 0 and result.blocked == 0:
+        console.print(
+            f"[green]Nothing to do[/]: all {result.cached} stage instances reused from the cache; "
+            f"0 jobs submitted, $0.00 spent (saved {_money(result.saved_usd)})."
+        )
+    else:
+        table = Table(title=f"run: {plan.recipe.name}", show_header=False)
+        table.add_column("what")
+        table.add_column("value", justify="right")
+        table.add_row("reused", str(result.cached))
+        table.add_row("ran", str(result.executed))
+        if result.failed:
+            table.add_row("[red]failed[/]", str(result.failed))
+        if result.blocked:
+            table.add_row("[yellow]skipped[/]", str(result.blocked))
+        table.add_row("jobs submitted", str(result.jobs_submitted))
+        spend = _money(result.estimated_usd) + (" (simulated, $0.00 charged)" if simulated else "")
+        table.add_row("estimated spend", spend)
+        table.add_row("saved by the cache", _money(result.saved_usd))
+        console.print(table)
+    for label, message in result.failures:
+        console.print(f"[red]failed[/] {escape(label)}: {escape(message)}")
+    if result.outputs:
+        console.print(f"outputs in {plan.recipe.out_dir}")
+
+
+@main.command()
+@_recipe_options
+@_cache_option
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Instances run at once [CPUs].")
+@click.option("--max-usd", type=click.FloatRange(0), help="Refuse to spend more (exit 3).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the summary.")
+def run(
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside_project: bool,
+    cache_dir: str | None,
+    jobs: int | None,
+    max_usd: float | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Run a recipe: reuse cached results, run and pay for the misses only."""
+    from motionflow.executor import execute
+    from motionflow.plan import make_plan
+
+    console = _console(stderr=as_json)
+    with _errors():
+        loaded = _load(recipe, var, allow_outside_project)
+        cache = _cache(cache_dir)
+        try:
+            planned = make_plan(loaded, cache)
+            limit = max_usd if max_usd is not None else loaded.model.budget.max_usd
+            with _Progress(console, len(planned.items), quiet or as_json) as progress:
+                result = asyncio.run(
+                    execute(planned, cache, reporter=progress, jobs=jobs, max_usd=limit)
+                )
+        finally:
+            cache.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+    else:
+        _print_result(result, planned, console)
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@_recipe_options
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
+    show_default=True,
+)
+def dag(recipe: str, var: tuple[str, ...], allow_outside_project: bool, fmt: str) -> None:
+    """Print the stage graph (text, Mermaid or Graphviz dot)."""
+    from motionflow.dag import render_dag
+    from motionflow.graph import build_graph
+
+    with _errors():
+        graph = build_graph(_load(recipe, var, allow_outside_project))
+    click.echo(render_dag(graph, fmt))
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+def schema(output: str | None) -> None:
+    """Print the JSON Schema of recipes, for editor autocompletion."""
+    from motionflow.recipe.jsonschema import recipe_json_schema
+
+    text = json.dumps(recipe_json_schema(), indent=2) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,363 @@
+"""The async executor: runs a plan's misses concurrently, reuses hits, never caches partials."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from motionflow.cache.locks import key_lock
+from motionflow.cache.store import Cache
+from motionflow.errors import BudgetError, MotionflowError
+from motionflow.events import (
+    Event,
+    InstanceBlocked,
+    InstanceCached,
+    InstanceFailed,
+    InstanceFinished,
+    InstanceStarted,
+    JobSubmitted,
+    OutputWritten,
+    RunStarted,
+)
+from motionflow.graph import Instance
+from motionflow.manifest import entry_name
+from motionflow.materialize import materialize
+from motionflow.plan import Plan, PlannedInstance
+from motionflow.resolve import bind, compute_key, key_components, record_outputs
+from motionflow.stages.base import FileArtifact, StageContext
+
+__all__ = ["Backend", "LocalBackend", "RunResult", "execute"]
+
+
+@dataclass
+class RunResult:
+    """What a run did; ``motionflow run --json`` prints it.
+
+    Attributes:
+        executed: instances that ran.
+        cached: instances reused from the cache.
+        failed: instances that failed.
+        blocked: instances skipped because something they need failed or the budget ran out.
+        jobs_submitted: generation jobs submitted (simulated ones included).
+        jobs_resumed: jobs picked up from an earlier, interrupted run.
+        estimated_usd: the provider price of what ran.
+        spent_usd: dollars actually charged (0 with the simulate provider).
+        saved_usd: the price of what was reused instead of paid again.
+        outputs: files under out/ for the recipe's outputs.
+        failures: ``(instance label, message)`` for each failure.
+        budget_refused: the budget stopped at least one instance.
+    """
+
+    executed: int = 0
+    cached: int = 0
+    failed: int = 0
+    blocked: int = 0
+    jobs_submitted: int = 0
+    jobs_resumed: int = 0
+    estimated_usd: float = 0.0
+    spent_usd: float = 0.0
+    saved_usd: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    budget_refused: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 ok, 1 a stage failed, 3 the budget stopped something."""
+        if self.failed:
+            return 1
+        return 3 if self.budget_refused else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable summary."""
+        return {
+            "executed": self.executed,
+            "cached": self.cached,
+            "failed": self.failed,
+            "blocked": self.blocked,
+            "jobs_submitted": self.jobs_submitted,
+            "jobs_resumed": self.jobs_resumed,
+            "estimated_usd": round(self.estimated_usd, 2),
+            "spent_usd": round(self.spent_usd, 2),
+            "saved_usd": round(self.saved_usd, 2),
+            "outputs": self.outputs,
+            "failures": [{"instance": i, "error": e} for i, e in self.failures],
+            "exit_code": self.exit_code,
+        }
+
+
+class Backend(Protocol):
+    """Where stage work runs. The local backend runs it in this process; a distributed one
+    (Ray, Dask) can implement the same call without touching recipes."""
+
+    async def run_instance(
+        self, instance: Instance, params: Any, ctx: StageContext
+    ) -> Any:
+        """Run one instance's stage and return its :class:`StageResult`."""
+        ...
+
+
+class LocalBackend:
+    """Runs stages on this machine's event loop (subprocesses and threads for heavy work)."""
+
+    async def run_instance(self, instance: Instance, params: Any, ctx: StageContext) -> Any:
+        """Call the stage kind's ``run``."""
+        return await instance.impl.run(params, ctx)
+
+
+class _Blocked(Exception):  # noqa: N818 - control flow between tasks
+    def __init__(self, because: str) -> None:
+        super().__init__(because)
+        self.because = because
+
+
+@dataclass
+class _Run:
+    plan: Plan
+    cache: Cache
+    emit: Callable[[Event], None]
+    jobs: int
+    max_usd: float | None
+    backend: Backend
+    result: RunResult = field(default_factory=RunResult)
+    known: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reserved: float = 0.0
+    inflight: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task[dict[str, Any]]] = field(default_factory=dict)
+    sem: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+    def __post_init__(self) -> None:
+        self.sem = asyncio.Semaphore(self.jobs)
+        self.outputs = set(self.plan.recipe.model.outputs)
+        self.manifest = self.plan.previous
+
+    async def instance(self, item: PlannedInstance) -> dict[str, Any]:
+        inst = item.instance
+        for up in inst.upstream:
+            try:
+                await self.tasks[up.id]
+            except Exception as exc:  # noqa: BLE001 - any upstream failure blocks this instance
+                because = exc.because if isinstance(exc, _Blocked) else f"{up.label} failed"
+                self.result.blocked += 1
+                self.emit(InstanceBlocked(inst.stage, inst.label, because))
+                raise _Blocked(because) from None
+        if item.status == "cached" and item.key and item.outputs is not None:
+            record = self.cache.get_result(item.key)
+            if record is not None:
+                return self.finish_cached(item, item.key, item.components or {}, record)
+        bound = bind(inst, self.known, self.plan.inputs)
+        if not bound.complete or bound.params is None:
+            msg = "; ".join(m for _, m in bound.errors) or f"unresolved {sorted(bound.waiting)}"
+            return self.fail(inst, f"invalid parameters: {msg}")
+        provider = self.plan.recipe.model.provider
+        try:
+            components = key_components(inst, bound.params, provider)
+        except ValueError as exc:
+            return self.fail(inst, str(exc))
+        key = compute_key(components)
+        record = self.cache.get_result(key)
+        if record is not None:
+            return self.finish_cached(item, key, components, record)
+        pending = self.inflight.get(key)
+        if pending is not None:  # an identical instance (other upstreams, same content) runs
+            outputs = await asyncio.shield(pending)
+            self.known[inst.id] = outputs
+            self.result.cached += 1
+            self.after(inst, key, components, self.cache.get_result(key) or {})
+            return outputs
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            outputs = await self.compute(item, bound.params, key, components)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved; waiters re-raise it themselves
+            raise
+        future.set_result(outputs)
+        return outputs
+
+    def finish_cached(
+        self, item: PlannedInstance, key: str, components: dict[str, Any], record: dict[str, Any]
+    ) -> dict[str, Any]:
+        inst = item.instance
+        outputs = record_outputs(record, self.cache.blob_path)
+        self.known[inst.id] = outputs
+        saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
+        self.result.cached += 1
+        self.result.saved_usd += saved
+        self.emit(InstanceCached(inst.stage, inst.label, key, saved))
+        self.after(inst, key, components, record)
+        return outputs
+
+    def fail(self, inst: Instance, message: str) -> dict[str, Any]:
+        self.result.failed += 1
+        self.result.failures.append((inst.label, message))
+        self.emit(InstanceFailed(inst.stage, inst.label, message))
+        raise _Blocked(f"{inst.label} failed")
+
+    async def compute(
+        self, item: PlannedInstance, params: Any, key: str, components: dict[str, Any]
+    ) -> dict[str, Any]:
+        inst = item.instance
+        provider = self.plan.recipe.model.provider
+        estimate = inst.impl.estimate(params, provider) if inst.impl.paid else None
+        if estimate is not None and self.max_usd is not None:
+            if self.reserved + estimate.usd > self.max_usd + 1e-9:
+                self.result.budget_refused = True
+                self.result.blocked += 1
+                because = (
+                    f"budget: ${self.reserved:.2f} reserved + ${estimate.usd:.2f} would pass "
+                    f"max_usd ${self.max_usd:.2f}"
+                )
+                self.emit(InstanceBlocked(inst.stage, inst.label, because))
+                raise _Blocked(because)
+            self.reserved += estimate.usd
+        async with self.sem, key_lock(self.cache.root, key):
+            record = self.cache.get_result(key)  # another process may have made it meanwhile
+            if record is not None:
+                return self.finish_cached(item, key, components, record)
+            self.emit(InstanceStarted(inst.stage, inst.label, key))
+            started = time.monotonic()
+            with self.cache.workdir() as workdir:
+                ctx = StageContext(workdir, inst.stage, provider, inst.take, inst.label, self.emit)
+                try:
+                    result = await self.backend.run_instance(inst, params, ctx)
+                    record = self.store(inst, result, workdir)
+                except MotionflowError as exc:
+                    return self.fail(inst, str(exc))
+                except Exception as exc:  # noqa: BLE001 - a stage's failure stops its dependents only
+                    return self.fail(inst, f"{type(exc).__name__}: {exc}")
+            self.cache.put_result(key, record)
+        self.result.executed += 1
+        if estimate is not None:
+            self.result.estimated_usd += estimate.usd
+        self.emit(InstanceFinished(inst.stage, inst.label, key, time.monotonic() - started))
+        outputs = record_outputs(record, self.cache.blob_path)
+        self.known[inst.id] = outputs
+        self.after(inst, key, components, record)
+        return outputs
+
+    def store(self, inst: Instance, result: Any, workdir: Path) -> dict[str, Any]:
+        from motionflow import __version__
+
+        outputs: dict[str, Any] = {}
+        for name, value in result.outputs.items():
+            kind = inst.impl.outputs.get(name)
+            if kind is None:
+                msg = f"stage kind {inst.impl.kind!r} returned an undeclared output {name!r}"
+                raise TypeError(msg)
+            if kind == "file":
+                path = Path(value)
+                inside = path.resolve().is_relative_to(workdir.resolve())
+                digest, size = self.cache.store_file(path, move=inside)
+                outputs[name] = {"file": digest, "size": size, "ext": path.suffix.lower()}
+            else:
+                outputs[name] = {"value": value}
+        return {
+            "stage_kind": inst.impl.kind,
+            "outputs": outputs,
+            "meta": result.meta,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "motionflow_version": __version__,
+        }
+
+    def after(
+        self, inst: Instance, key: str, components: dict[str, Any], record: dict[str, Any]
+    ) -> None:
+        if inst.stage in self.outputs and record:
+            paths = materialize(
+                recipe=self.plan.recipe.name,
+                out_dir=self.plan.recipe.out_dir,
+                instance=inst,
+                key=key,
+                components=components,
+                record=record,
+                blob_path=self.cache.blob_path,
+                manifest=self.manifest,
+            )
+            for path in paths:
+                self.emit(OutputWritten(path))
+        else:
+            for variant in inst.variants:
+                self.manifest.record(entry_name(inst, variant), key, components, None)
+
+
+async def _fetch_remote_inputs(plan: Plan, cache: Cache) -> None:
+    from motionflow.fetch import fetch_input
+    from motionflow.recipe.schema import RemoteInput
+
+    needed = [
+        (name, spec)
+        for name, spec in plan.graph.inputs.items()
+        if isinstance(spec, RemoteInput)
+        and (plan.inputs.get(name) is None or not plan.inputs[name].path.is_file())  # type: ignore[union-attr]
+    ]
+    results = await asyncio.gather(*(fetch_input(name, spec, cache) for name, spec in needed))
+    for (name, _), artifact in zip(needed, results, strict=True):
+        plan.inputs[name] = artifact
+
+
+async def execute(
+    plan: Plan,
+    cache: Cache,
+    *,
+    reporter: Callable[[Event], None] | None = None,
+    jobs: int | None = None,
+    max_usd: float | None = None,
+    backend: Backend | None = None,
+) -> RunResult:
+    """Run a plan: hits are reused, misses run concurrently, failures block dependents only.
+
+    Raises:
+        BudgetError: the plan's estimate is over ``max_usd`` (nothing has run).
+        InputError: a remote input could not be fetched or is not what it was pinned to.
+    """
+    result = RunResult()
+
+    def emit(event: Event) -> None:
+        if isinstance(event, JobSubmitted):
+            result.jobs_submitted += 1
+        if reporter is not None:
+            reporter(event)
+
+    if max_usd is not None and plan.estimated_usd > max_usd + 1e-9:
+        bound = "" if plan.exact else " at most"
+        msg = (
+            f"the plan costs{bound} ${plan.estimated_usd:.2f}, over the budget of ${max_usd:.2f}"
+            f" ({len([p for p in plan.to_run if p.estimate.usd])} generations to submit); raise "
+            "--max-usd or budget.max_usd, or trim the matrix. Nothing was submitted"
+        )
+        raise BudgetError(msg)
+    await _fetch_remote_inputs(plan, cache)
+    workers = max(1, jobs or os.cpu_count() or 1)
+    run = _Run(plan, cache, emit, workers, max_usd, backend or LocalBackend(), result)
+    emit(RunStarted(plan.recipe.name, len(plan.to_run), len(plan.cached), plan.estimated_usd))
+    try:
+        for item in plan.items:
+            run.tasks[item.instance.id] = asyncio.create_task(run.instance(item))
+        outcomes = await asyncio.gather(*run.tasks.values(), return_exceptions=True)
+        bugs = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, _Blocked)]
+        if bugs:
+            raise bugs[0]
+        for item in plan.items:
+            if item.instance.stage in run.outputs:
+                for variant in item.instance.variants:
+                    entry = run.manifest.entries.get(entry_name(item.instance, variant), {})
+                    run.result.outputs.extend(
+                        str(plan.recipe.out_dir / rel) for rel in entry.get("files", {})
+                    )
+    finally:
+        for task in run.tasks.values():
+            task.cancel()
+        names = {
+            entry_name(item.instance, v) for item in plan.items for v in item.instance.variants
+        }
+        run.manifest.keep_only(names)
+        run.manifest.save()
+    return result

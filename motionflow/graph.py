@@ -1,0 +1,453 @@
+"""Stage instances: templating per variant, static references, dedup, order and cycle errors."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from motionflow.errors import Diagnostic, RecipeError
+from motionflow.keys import canonical_json, digest_text
+from motionflow.recipe.loader import Recipe
+from motionflow.recipe.matrix import Variant
+from motionflow.recipe.refs import Ref, RefSyntaxError, find_refs
+from motionflow.recipe.schema import RemoteInput
+from motionflow.recipe.templating import TemplateProblem, has_jinja, render_template
+from motionflow.stages.base import Stage
+from motionflow.stages.registry import UnknownStageKind, get_stage
+
+__all__ = ["Graph", "Instance", "Interp", "LocalInput", "Slot", "build_graph"]
+
+_PLACEHOLDER = re.compile("\x00(\\d+)\x00")
+ParamPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LocalInput:
+    """A local input file, resolved against the recipe's folder."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A parameter bound to an input or to an output field of an upstream instance."""
+
+    ref: Ref
+    upstream: Instance | None = None
+
+
+@dataclass(frozen=True)
+class Interp:
+    """A string with references inside it: ``"${stages.p.text}, at night"``."""
+
+    parts: tuple[str | Slot, ...]
+
+
+@dataclass(eq=False)
+class Instance:
+    """A stage bound to one or more variants (identical bindings are one instance).
+
+    Attributes:
+        id: digest of the instance's identity (stage, bound parameters, take, upstreams).
+        stage: the stage's name in the recipe.
+        impl: the stage kind.
+        take: the take index that goes into the key (0 unless the stage has ``takes``).
+        take_label: 1-based take number shown in names when several takes exist, else None.
+        params: parameters after templating; references are :class:`Slot`/:class:`Interp`.
+        upstream: instances this one waits for (references and ``needs``).
+        variants: the variants that use this instance.
+    """
+
+    id: str
+    stage: str
+    impl: Stage
+    take: int
+    take_label: int | None
+    params: dict[str, Any]
+    upstream: list[Instance]
+    variants: list[Variant] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``stage[variant, take]`` for messages; shared instances name their first variant."""
+        variant = self.variants[0].id if len(self.variants) == 1 else f"{len(self.variants)} variants"
+        take = f", take {self.take_label}" if self.take_label else ""
+        return f"{self.stage}[{variant}{take}]"
+
+    def slots(self) -> Iterator[tuple[ParamPath, Slot]]:
+        """Every reference in the parameters, with its parameter path."""
+        yield from _walk_slots(self.params, ())
+
+
+def _walk_slots(value: Any, path: ParamPath) -> Iterator[tuple[ParamPath, Slot]]:
+    if isinstance(value, Slot):
+        yield path, value
+    elif isinstance(value, Interp):
+        for part in value.parts:
+            if isinstance(part, Slot):
+                yield path, part
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk_slots(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk_slots(v, (*path, i))
+
+
+@dataclass
+class Graph:
+    """All instances in dependency order, and which instance each (stage, variant) uses."""
+
+    recipe: Recipe
+    instances: list[Instance]
+    by_variant: dict[str, dict[str, list[Instance]]]
+    inputs: dict[str, LocalInput | RemoteInput]
+    stage_order: list[str]
+
+
+@dataclass(frozen=True)
+class _StrTemplate:
+    """A string parameter split into Jinja source (references as placeholders) and refs."""
+
+    source: str
+    refs: tuple[Ref, ...]
+    jinja: bool
+
+
+def _compile_params(
+    value: Any, path: ParamPath, refs_out: list[tuple[Ref, ParamPath, int]], errors: list[Any]
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _compile_params(v, (*path, k), refs_out, errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compile_params(v, (*path, i), refs_out, errors) for i, v in enumerate(value)]
+    if not isinstance(value, str) or ("${" not in value and not has_jinja(value)):
+        return value
+    found = find_refs(value)
+    refs: list[Ref] = []
+    pieces: list[str] = []
+    last = 0
+    for ref, start, end in found:
+        pieces.append(value[last:start])
+        last = end
+        if isinstance(ref, RefSyntaxError):
+            errors.append((path, ref))
+            pieces.append("")
+            continue
+        refs_out.append((ref, path, start))
+        pieces.append(f"\x00{len(refs)}\x00")
+        refs.append(ref)
+    pieces.append(value[last:])
+    source = "".join(pieces).replace("$${", "${")
+    return _StrTemplate(source, tuple(refs), has_jinja(source))
+
+
+class _Builder:
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.smap = recipe.smap
+        self.problems: list[Diagnostic] = []
+        self.seen_problems: set[tuple[str, int, int]] = set()
+        self.impls: dict[str, Stage] = {}
+        self.templates: dict[str, Any] = {}
+        self.refs: dict[str, list[tuple[Ref, ParamPath, int]]] = {}
+        self.render_memo: dict[tuple[int, str], Any] = {}
+
+    def problem(self, path: ParamPath, message: str, **kw: Any) -> None:
+        diag = self.smap.diagnostic(path, message, **kw)
+        marker = (diag.message, diag.line, diag.column)
+        if marker not in self.seen_problems:
+            self.seen_problems.add(marker)
+            self.problems.append(diag)
+
+    # -- static checks, once per stage -------------------------------------------------------
+    def check_inputs(self) -> dict[str, LocalInput | RemoteInput]:
+        resolved: dict[str, LocalInput | RemoteInput] = {}
+        base = self.recipe.path.parent
+        root = self.recipe.root
+        for name, spec in self.recipe.model.inputs.items():
+            if isinstance(spec, RemoteInput):
+                resolved[name] = spec
+                continue
+            where = ("inputs", name)
+            candidate = Path(spec).expanduser()
+            path = (candidate if candidate.is_absolute() else base / candidate).resolve()
+            if not self.recipe.allow_outside_project and not path.is_relative_to(root):
+                self.problem(
+                    where,
+                    f"input {name!r} points outside the project folder {str(root)!r} "
+                    f"({spec!r} resolves to {str(path)!r}); move the file into the project, or "
+                    "pass --allow-outside-project if you mean it",
+                )
+                continue
+            if not path.is_file():
+                what = "is a folder" if path.is_dir() else "does not exist"
+                self.problem(
+                    where,
+                    f"input {name!r}: {spec!r} {what} (looked for {str(path)!r}); paths are "
+                    "relative to the recipe's folder",
+                )
+                continue
+            resolved[name] = LocalInput(name, path)
+        return resolved
+
+    def check_stages(self) -> None:
+        stages = self.recipe.model.stages
+        for name, spec in stages.items():
+            try:
+                impl = get_stage(spec.uses)
+            except UnknownStageKind as exc:
+                self.problem(("stages", name, "uses"), str(exc))
+                continue
+            self.impls[name] = impl
+            if spec.takes > 1 and not impl.takes_allowed:
+                self.problem(
+                    ("stages", name, "takes"),
+                    f"stage {name!r} ({spec.uses}) is deterministic: {spec.takes} takes would be "
+                    "identical copies; remove takes:",
+                )
+            refs: list[tuple[Ref, ParamPath, int]] = []
+            errors: list[tuple[ParamPath, RefSyntaxError]] = []
+            self.templates[name] = _compile_params(spec.with_, ("with",), refs, errors)
+            for path, bad in errors:
+                self.problem(
+                    ("stages", name, *path),
+                    f"{bad.text!r} is not a reference; write ${{inputs.NAME}} or "
+                    "${stages.NAME.FIELD} (and $${ for a literal ${)",
+                    offset=bad.offset,
+                )
+            self.refs[name] = refs
+        for name, refs in self.refs.items():
+            for ref, path, offset in refs:
+                self.check_ref(name, ref, ("stages", name, *path), offset)
+            for i, needed in enumerate(stages[name].needs):
+                if needed not in stages:
+                    self.unknown(("stages", name, "needs", i), "stage", needed, list(stages))
+        for i, out in enumerate(self.recipe.model.outputs):
+            if out not in stages:
+                self.unknown(("outputs", i), "stage", out, list(stages))
+
+    def unknown(self, where: ParamPath, what: str, name: str, known: list[str], **kw: Any) -> None:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        listed = ", ".join(known) or "none"
+        self.problem(where, f"unknown {what} {name!r}; {hint}known: {listed}", **kw)
+
+    def check_ref(self, stage: str, ref: Ref, where: ParamPath, offset: int) -> None:
+        if ref.scope == "inputs":
+            if ref.name not in self.recipe.model.inputs:
+                self.unknown(where, "input", ref.name, list(self.recipe.model.inputs), offset=offset)
+            return
+        if ref.name not in self.recipe.model.stages:
+            known = list(self.recipe.model.stages)
+            self.unknown(where, "stage", ref.name, known, offset=offset)
+            return
+        if ref.name == stage:
+            self.problem(where, f"stage {stage!r} refers to itself", offset=offset)
+            return
+        impl = self.impls.get(ref.name)
+        if impl is not None and ref.field not in impl.outputs:
+            kind = self.recipe.model.stages[ref.name].uses
+            self.unknown(
+                where, f"output of {ref.name!r} ({kind})", str(ref.field), list(impl.outputs),
+                offset=offset,
+            )
+
+    def order(self) -> list[str]:
+        stages = self.recipe.model.stages
+        deps = {
+            name: sorted(
+                {r.name for r, _, _ in self.refs.get(name, []) if r.scope == "stages"}
+                | set(stages[name].needs)
+            )
+            for name in stages
+        }
+        order: list[str] = []
+        state: dict[str, int] = {}
+        stack: list[str] = []
+
+        def visit(node: str) -> None:
+            state[node] = 1
+            stack.append(node)
+            for dep in deps[node]:
+                if dep not in stages or dep == node:
+                    continue
+                if state.get(dep) == 1:
+                    cycle = [*stack[stack.index(dep) :], dep]
+                    self.problem(
+                        ("stages", dep),
+                        "stages form a cycle: " + " -> ".join(cycle) + "; a stage cannot depend"
+                        " (through ${stages...} or needs:) on a stage that depends on it",
+                        at_key=True,
+                    )
+                elif dep not in state:
+                    visit(dep)
+            stack.pop()
+            state[node] = 2
+            order.append(node)
+
+        for name in stages:
+            if name not in state:
+                visit(name)
+        return order
+
+    def fans(self, order: list[str]) -> dict[str, str | None]:
+        stages = self.recipe.model.stages
+        fan: dict[str, str | None] = {}
+        for name in order:
+            sources = {
+                fan[r.name]
+                for r, _, _ in self.refs.get(name, [])
+                if r.scope == "stages" and fan.get(r.name)
+            }
+            if stages[name].takes > 1:
+                if sources:
+                    self.problem(
+                        ("stages", name, "takes"),
+                        f"stage {name!r} has takes: but consumes {sorted(s or '' for s in sources)},"
+                        " which already has several takes; keep takes: on one of them",
+                    )
+                fan[name] = name
+            elif len(sources) > 1:
+                self.problem(
+                    ("stages", name),
+                    f"stage {name!r} consumes several stages with takes ({sorted(map(str, sources))})"
+                    "; motionflow cannot pair their takes: give all but one takes: 1",
+                    at_key=True,
+                )
+                fan[name] = None
+            else:
+                fan[name] = next(iter(sources)) if sources else None
+        return fan
+
+    # -- per variant -------------------------------------------------------------------------
+    def render(self, stage: str, value: Any, path: ParamPath, context: dict[str, Any]) -> Any:
+        if isinstance(value, dict):
+            return {k: self.render(stage, v, (*path, k), context) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render(stage, v, (*path, i), context) for i, v in enumerate(value)]
+        if not isinstance(value, _StrTemplate):
+            return value
+        text = value.source
+        if value.jinja:
+            try:
+                text = render_template(value.source, context)
+            except TemplateProblem as exc:
+                extra = f" (template line {exc.line})" if exc.line > 1 else ""
+                self.problem(("stages", stage, *path), exc.message + extra)
+                return None
+        if not value.refs:
+            return text
+        parts: list[str | Slot] = []
+        for i, piece in enumerate(_PLACEHOLDER.split(text)):
+            if i % 2:
+                parts.append(Slot(value.refs[int(piece)]))
+            elif piece:
+                parts.append(piece)
+        if len(parts) == 1 and isinstance(parts[0], Slot):
+            return parts[0]
+        return Interp(tuple(parts))
+
+
+def _bind(value: Any, resolve: Any) -> Any:
+    if isinstance(value, Slot):
+        return resolve(value)
+    if isinstance(value, Interp):
+        return Interp(tuple(resolve(p) if isinstance(p, Slot) else p for p in value.parts))
+    if isinstance(value, dict):
+        return {k: _bind(v, resolve) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bind(v, resolve) for v in value]
+    return value
+
+
+def _identity(value: Any) -> Any:
+    if isinstance(value, Slot):
+        if value.upstream is None:
+            return {"$input": value.ref.name}
+        return {"$instance": value.upstream.id, "field": value.ref.field}
+    if isinstance(value, Interp):
+        return {"$interp": [_identity(p) for p in value.parts]}
+    if isinstance(value, dict):
+        return {k: _identity(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_identity(v) for v in value]
+    return value
+
+
+def build_graph(recipe: Recipe) -> Graph:
+    """Bind every stage to every variant, merge identical instances, order them.
+
+    Raises:
+        RecipeError: every static problem at once: unknown kinds, references, inputs, cycles,
+            template errors, with file:line:column.
+    """
+    builder = _Builder(recipe)
+    inputs = builder.check_inputs()
+    builder.check_stages()
+    order = builder.order()
+    fan = builder.fans(order)
+    if builder.problems:
+        raise RecipeError(builder.problems)
+
+    stages = recipe.model.stages
+    instances: dict[str, Instance] = {}
+    by_variant: dict[str, dict[str, list[Instance]]] = {}
+    for variant in recipe.variants:
+        context = {**recipe.vars, **dict(variant.values)}
+        mine: dict[str, list[Instance]] = {}
+        for name in order:
+            if name not in builder.impls:
+                continue
+            spec = stages[name]
+            rendered = builder.render(name, builder.templates[name], ("with",), context)
+            source = fan[name]
+            count = stages[source].takes if source else 1
+            made: list[Instance] = []
+            for t in range(count):
+
+                def resolve(slot: Slot, t: int = t) -> Slot:
+                    if slot.ref.scope == "inputs":
+                        return slot
+                    ups = mine[slot.ref.name]
+                    return Slot(slot.ref, ups[t] if len(ups) > 1 else ups[0])
+
+                params = _bind(rendered, resolve)
+                upstream = [s.upstream for _, s in _walk_slots(params, ()) if s.upstream]
+                for needed in spec.needs:
+                    upstream.extend(mine.get(needed, []))
+                take = t if source == name else 0
+                ident = canonical_json(
+                    {
+                        "stage": name,
+                        "params": _identity(params),
+                        "take": take,
+                        "needs": sorted({u.id for u in upstream}),
+                    }
+                )
+                iid = digest_text(ident)[7:39]
+                inst = instances.get(iid)
+                if inst is None:
+                    unique = list({id(u): u for u in upstream}.values())
+                    inst = Instance(
+                        iid,
+                        name,
+                        builder.impls[name],
+                        take,
+                        t + 1 if count > 1 else None,
+                        params,
+                        unique,
+                    )
+                    instances[iid] = inst
+                inst.variants.append(variant)
+                made.append(inst)
+            mine[name] = made
+        by_variant[variant.id] = mine
+    if builder.problems:
+        raise RecipeError(builder.problems)
+    return Graph(recipe, list(instances.values()), by_variant, inputs, order)

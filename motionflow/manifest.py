@@ -1,0 +1,100 @@
+"""``out/<recipe>/manifest.json``: what the last run made, for reasons and no-op detection."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from motionflow.graph import Instance
+from motionflow.recipe.matrix import Variant
+
+__all__ = ["Manifest", "atomic_write_text", "entry_name"]
+
+MANIFEST = "manifest.json"
+
+
+def entry_name(instance: Instance, variant: Variant) -> str:
+    """``stage/variant`` (plus ``/take-N``): one entry per stage, variant and take."""
+    tail = f"/take-{instance.take_label}" if instance.take_label else ""
+    return f"{instance.stage}/{variant.id}{tail}"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Manifest:
+    """The key, key components and written files of every (stage, variant, take) last run."""
+
+    def __init__(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
+        self.path = path
+        self.entries = entries
+        self._original = json.dumps(entries, sort_keys=True)
+
+    @classmethod
+    def load(cls, out_dir: Path) -> Manifest:
+        """Read the manifest of ``out_dir``; a missing or unreadable one is empty."""
+        path = out_dir / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            entries = data.get("entries", {}) if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def components(self, name: str) -> dict[str, Any] | None:
+        """Key components recorded for ``name`` by the last run, if any."""
+        entry = self.entries.get(name)
+        return entry.get("components") if entry else None
+
+    def files_current(self, name: str, key: str) -> bool:
+        """True when ``name`` was written for ``key`` and its files are untouched since."""
+        entry = self.entries.get(name)
+        if not entry or entry.get("key") != key or not entry.get("files"):
+            return False
+        base = self.path.parent
+        for rel, (size, mtime_ns) in entry["files"].items():
+            try:
+                st = (base / rel).stat()
+            except OSError:
+                return False
+            if st.st_size != size or st.st_mtime_ns != mtime_ns:
+                return False
+        return True
+
+    def record(
+        self, name: str, key: str, components: dict[str, Any], files: dict[str, list[int]] | None
+    ) -> None:
+        """Remember what was made for ``name``; ``files`` None keeps the recorded files."""
+        entry = {"key": key, "components": components}
+        old = self.entries.get(name, {})
+        if files is not None:
+            entry["files"] = files
+        elif old.get("key") == key and "files" in old:
+            entry["files"] = old["files"]
+        self.entries[name] = entry
+
+    def keep_only(self, names: set[str]) -> None:
+        """Forget entries of stages or variants that are no longer in the recipe."""
+        for name in list(self.entries):
+            if name not in names:
+                del self.entries[name]
+
+    def save(self) -> bool:
+        """Write the manifest if anything changed; returns whether it wrote."""
+        text = json.dumps(self.entries, sort_keys=True)
+        if text == self._original and self.path.is_file():
+            return False
+        payload = {"version": 1, "entries": self.entries}
+        atomic_write_text(self.path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        self._original = text
+        return True

@@ -1,0 +1,230 @@
+"""Planning: the status, reason and cost of every stage instance, before anything runs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from motionflow.cache.store import Cache
+from motionflow.errors import Diagnostic, RecipeError
+from motionflow.graph import Graph, Instance, LocalInput, build_graph
+from motionflow.manifest import Manifest, entry_name
+from motionflow.recipe.loader import Recipe
+from motionflow.recipe.schema import RemoteInput
+from motionflow.resolve import bind, compute_key, key_components, record_outputs
+from motionflow.stages.base import Estimate, FileArtifact
+
+__all__ = ["Plan", "PlannedInstance", "describe_changes", "make_plan", "resolve_inputs"]
+
+
+@dataclass
+class PlannedInstance:
+    """One instance in the plan.
+
+    Attributes:
+        instance: the graph node.
+        status: ``cached`` (reused, free) or ``run``.
+        reason: why it runs: ``new``, which key component changed, or what it waits for.
+        key: the cache key, when every input is known already.
+        components: the key's components (kept for the next run's reasons).
+        estimate: cost of running it (0 when cached).
+        saved_usd: what reusing it saves, when cached.
+        outputs: the outputs, when known (cached, or static stages).
+    """
+
+    instance: Instance
+    status: str
+    reason: str
+    key: str | None = None
+    components: dict[str, Any] | None = None
+    estimate: Estimate = field(default_factory=Estimate)
+    saved_usd: float = 0.0
+    outputs: dict[str, Any] | None = None
+
+
+@dataclass
+class Plan:
+    """What a run would do, and what it would cost."""
+
+    recipe: Recipe
+    graph: Graph
+    items: list[PlannedInstance]
+    inputs: dict[str, FileArtifact | None]
+    previous: Manifest
+
+    @property
+    def to_run(self) -> list[PlannedInstance]:
+        """Instances that will run."""
+        return [p for p in self.items if p.status == "run"]
+
+    @property
+    def cached(self) -> list[PlannedInstance]:
+        """Instances reused from the cache."""
+        return [p for p in self.items if p.status == "cached"]
+
+    @property
+    def estimated_usd(self) -> float:
+        """Dollars the misses would cost at the provider's price (cache hits cost nothing)."""
+        return round(sum(p.estimate.usd for p in self.items if p.status == "run"), 2)
+
+    @property
+    def saved_usd(self) -> float:
+        """Dollars the cache hits save."""
+        return round(sum(p.saved_usd for p in self.items if p.status == "cached"), 2)
+
+    @property
+    def exact(self) -> bool:
+        """False when some estimate is an upper bound (an input's length is not known yet)."""
+        return all(p.estimate.exact for p in self.items if p.status == "run")
+
+
+def resolve_inputs(
+    inputs: Mapping[str, LocalInput | RemoteInput], cache: Cache
+) -> dict[str, FileArtifact | None]:
+    """Digest local inputs (through the stat memo) and look up remote ones.
+
+    A pinned remote input is identified by its pin, so it is planned without network; an
+    unpinned one is known only once fetched (None until then).
+    """
+    artifacts: dict[str, FileArtifact | None] = {}
+    for name, spec in inputs.items():
+        if isinstance(spec, LocalInput):
+            digest = cache.digest_path(spec.path)
+            artifacts[name] = FileArtifact(digest, spec.path, spec.path.suffix.lower())
+            continue
+        fetched: str | None = cache.get("url:" + spec.url)
+        ext = Path(spec.url.split("?")[0]).suffix.lower()
+        if spec.sha256:
+            pin = "sha256:" + spec.sha256.lower()
+            stored: str | None = cache.get("pin:" + pin)
+            path = cache.blob_path(stored) if stored else Path("/nonexistent")
+            artifacts[name] = FileArtifact(pin, path, ext)
+        elif fetched:
+            artifacts[name] = FileArtifact(fetched, cache.blob_path(fetched), ext)
+        else:
+            artifacts[name] = None
+    return artifacts
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def describe_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> list[str]:
+    """Human descriptions of which key components differ between two runs."""
+    if old is None:
+        return ["new"]
+    changes: list[str] = []
+    if old.get("kind") != new.get("kind"):
+        changes.append(f"stage kind {old.get('kind')} -> {new.get('kind')}")
+    elif old.get("kind_version") != new.get("kind_version"):
+        changes.append(f"stage kind version {old.get('kind_version')} -> {new.get('kind_version')}")
+    old_env, new_env = old.get("env", {}), new.get("env", {})
+    for name in sorted(set(old_env) | set(new_env)):
+        if old_env.get(name) != new_env.get(name):
+            if name == "source":
+                changes.append("function source changed")
+            else:
+                changes.append(f"{name}: {_short(old_env.get(name))} -> {_short(new_env.get(name))}")
+    old_p, new_p = old.get("params", {}), new.get("params", {})
+    for name in sorted(set(old_p) | set(new_p)):
+        before, after = old_p.get(name), new_p.get(name)
+        if before == after:
+            continue
+        if isinstance(after, dict) and "$file" in after:
+            changes.append(f"input {name!r} changed (content digest)")
+        elif name in ("prompt", "template"):
+            changes.append("rendered prompt changed")
+        else:
+            changes.append(f"{name}: {_short(before)} -> {_short(after)}")
+    if old.get("take") != new.get("take"):
+        changes.append("take changed")
+    return changes
+
+
+def _where(instance: Instance, path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    return ("stages", instance.stage, "with", *path)
+
+
+def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Plan:
+    """Plan a run: bind every instance, compute the keys that can be known, look up the cache.
+
+    Raises:
+        RecipeError: every parameter problem of every instance (each reported once).
+    """
+    graph = graph or build_graph(recipe)
+    for folder in (recipe.root, recipe.path.parent):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    inputs = resolve_inputs(graph.inputs, cache)
+    previous = Manifest.load(recipe.out_dir)
+    provider = recipe.model.provider
+    known: dict[str, dict[str, Any]] = {}
+    problems: list[Diagnostic] = []
+    seen: set[tuple[str, int, int]] = set()
+    items: list[PlannedInstance] = []
+    running: set[str] = set()
+
+    def problem(instance: Instance, path: tuple[str | int, ...], message: str) -> None:
+        diag = recipe.smap.diagnostic(_where(instance, path), f"stage {instance.stage!r}: {message}")
+        marker = (diag.message, diag.line, diag.column)
+        if marker not in seen:
+            seen.add(marker)
+            problems.append(diag)
+
+    for instance in graph.instances:
+        bound = bind(instance, known, inputs)
+        for path, message in bound.errors:
+            problem(instance, path, message)
+        if bound.errors or bound.params is None:
+            items.append(PlannedInstance(instance, "run", "invalid parameters"))
+            continue
+        old = previous.components(entry_name(instance, instance.variants[0]))
+        if not bound.complete:
+            waits = sorted({u.label for u in instance.upstream if u.id in running})
+            reason = f"waits for {', '.join(waits)}" if waits else "waits for an input download"
+            estimate = instance.impl.estimate(bound.params, provider)
+            items.append(PlannedInstance(instance, "run", reason, estimate=estimate))
+            running.add(instance.id)
+            continue
+        try:
+            components = key_components(instance, bound.params, provider)
+        except ValueError as exc:
+            problem(instance, ("call",), str(exc))
+            items.append(PlannedInstance(instance, "run", "invalid parameters"))
+            continue
+        key = compute_key(components)
+        record = cache.get_result(key)
+        if record is not None:
+            outputs = record_outputs(record, cache.blob_path)
+            known[instance.id] = outputs
+            saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
+            items.append(
+                PlannedInstance(
+                    instance, "cached", "unchanged", key, components, saved_usd=saved,
+                    outputs=outputs,
+                )
+            )
+            continue
+        if instance.impl.static:
+            known[instance.id] = _evaluate(instance, bound.params)
+        else:
+            running.add(instance.id)
+        changes = describe_changes(old, components)
+        reason = ", ".join(changes) or "not in the cache (cleared, or another --cache)"
+        estimate = instance.impl.estimate(bound.params, provider)
+        items.append(PlannedInstance(instance, "run", reason, key, components, estimate))
+    if problems:
+        raise RecipeError(problems)
+    cache.flush()
+    return Plan(recipe, graph, items, inputs, previous)
+
+
+def _evaluate(instance: Instance, params: BaseModel) -> dict[str, Any]:
+    return instance.impl.evaluate(params)

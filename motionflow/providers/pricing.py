@@ -1,0 +1,71 @@
+"""The price table (configuration, with its date) and the billable-seconds rule."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from motionflow.errors import UsageError
+
+__all__ = ["PriceTable", "billable_seconds", "price_table"]
+
+_DEFAULT = Path(__file__).with_name("prices.json")
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """Dollars per second of output by mode, and the date the prices were read."""
+
+    model: str
+    as_of: str
+    per_second: dict[str, float]
+
+    def usd(self, mode: str, seconds: float) -> float:
+        """Price of ``seconds`` of output in ``mode``, rounded to cents."""
+        return round(self.per_second[mode] * seconds, 2)
+
+
+@cache
+def price_table() -> PriceTable:
+    """Load the price table from ``MOTIONFLOW_PRICES`` (a JSON file) or the packaged default.
+
+    Raises:
+        UsageError: the file named by ``MOTIONFLOW_PRICES`` is missing or malformed.
+    """
+    path = Path(os.environ.get("MOTIONFLOW_PRICES") or _DEFAULT)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        table = PriceTable(
+            model=str(raw["model"]),
+            as_of=str(raw["as_of"]),
+            per_second={str(k): float(v) for k, v in raw["per_second"].items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        msg = (
+            f"cannot read the price table {str(path)!r}: {exc}. It must be JSON like "
+            '{"model": ..., "as_of": "YYYY-MM-DD", "per_second": {"std": 0.14, "pro": 0.18}}; '
+            "fix the file or unset MOTIONFLOW_PRICES"
+        )
+        raise UsageError(msg) from exc
+    missing = {"std", "pro"} - set(table.per_second)
+    if missing:
+        msg = f"the price table {str(path)!r} has no price for {sorted(missing)}"
+        raise UsageError(msg)
+    return table
+
+
+def billable_seconds(reference_seconds: float | None, duration: float, cap: float) -> float:
+    """``min(ceil(reference), duration, cap)``: the conservative estimate of billed seconds.
+
+    With no reference length yet (the clip is made by an earlier stage), the bound
+    ``min(duration, cap)`` is returned.
+    """
+    bound = min(duration, cap)
+    if reference_seconds is None:
+        return float(math.ceil(bound))
+    # round() first: a container that says 4.0000001 s is a 4 s clip, not a 5 s bill.
+    return float(min(math.ceil(round(reference_seconds, 3)), math.ceil(bound)))

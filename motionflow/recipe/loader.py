@@ -1,0 +1,216 @@
+"""Loading a recipe file: YAML with positions, schema validation, --var overrides, variants."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from motionflow.errors import Diagnostic, RecipeError
+from motionflow.recipe.matrix import Variant, expand_matrix
+from motionflow.recipe.schema import Budget, RecipeModel, RemoteInput, StageSpec
+from motionflow.recipe.yamlpos import SourceMap, load_yaml
+
+__all__ = ["Recipe", "find_project_root", "load_recipe", "parse_var"]
+
+_ROOT_MARKERS = (".git", "pyproject.toml", "motionflow.toml")
+_FIELDS: dict[str, list[str]] = {
+    "recipe": [f.alias or n for n, f in RecipeModel.model_fields.items()],
+    "stage": [f.alias or n for n, f in StageSpec.model_fields.items()],
+    "budget": list(Budget.model_fields),
+    "input": list(RemoteInput.model_fields),
+}
+
+
+@dataclass
+class Recipe:
+    """A validated recipe, ready to be planned.
+
+    Attributes:
+        path: absolute path of the recipe file.
+        display: the path as the user wrote it, for messages.
+        root: the project folder; recipe paths may not leave it unless allowed.
+        model: the validated recipe.
+        smap: positions of every key and value, for located errors.
+        name: output folder name (``name:`` or the file stem).
+        variants: the expanded matrix.
+        vars: ``vars:`` with ``--var`` overrides applied.
+        allow_outside_project: the user allowed input paths outside ``root``.
+    """
+
+    path: Path
+    display: str
+    root: Path
+    model: RecipeModel
+    smap: SourceMap
+    name: str
+    variants: list[Variant]
+    vars: dict[str, Any]
+    allow_outside_project: bool = False
+
+    @property
+    def out_dir(self) -> Path:
+        """``<root>/out/<name>``, where results and receipts are written."""
+        return self.root / "out" / self.name
+
+
+def find_project_root(recipe_dir: Path) -> Path:
+    """The nearest folder at or above ``recipe_dir`` holding .git, pyproject.toml or
+    motionflow.toml; the recipe's own folder when there is none."""
+    for folder in (recipe_dir, *recipe_dir.parents):
+        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
+            return folder
+    return recipe_dir
+
+
+def parse_var(text: str) -> tuple[str, Any]:
+    """Parse a ``--var NAME=VALUE`` option; VALUE is read as a YAML scalar (8 -> int).
+
+    Raises:
+        ValueError: when there is no ``=`` or the name is empty.
+    """
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        msg = f"--var {text!r} is not NAME=VALUE; write e.g. --var style='neon rooftop'"
+        raise ValueError(msg)
+    import yaml
+
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, dict | list) or value is None:
+        value = raw
+    return name.strip(), value
+
+
+def _allowed_fields(parent: tuple[Any, ...]) -> list[str]:
+    if not parent:
+        return _FIELDS["recipe"]
+    if parent[0] == "stages" and len(parent) == 2:
+        return _FIELDS["stage"]
+    if parent == ("budget",):
+        return _FIELDS["budget"]
+    if parent[0] == "inputs" and len(parent) == 2:
+        return _FIELDS["input"]
+    return []
+
+
+def _schema_diagnostics(exc: ValidationError, data: Any, smap: SourceMap) -> list[Diagnostic]:
+    problems: list[Diagnostic] = []
+    seen: set[tuple[Any, ...]] = set()
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        # inputs are `str | RemoteInput`: keep only the branch that matches what was written
+        if len(loc) >= 3 and loc[0] == "inputs":
+            written = data.get("inputs", {}).get(loc[1]) if isinstance(data, dict) else None
+            branch = "str" if isinstance(written, str) else "RemoteInput"
+            if loc[2] != branch:
+                continue
+            loc = loc[:2] + loc[3:]
+        at_key = False
+        if loc and loc[-1] == "[key]":
+            loc, at_key = loc[:-1], True
+        if (loc, err["type"]) in seen:
+            continue
+        seen.add((loc, err["type"]))
+        dotted = ".".join(str(p) for p in loc) or "recipe"
+        if err["type"] == "extra_forbidden":
+            name = str(loc[-1])
+            allowed = _allowed_fields(loc[:-1])
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            msg = f"unknown key {name!r}; {hint}allowed here: {', '.join(allowed)}"
+            problems.append(smap.diagnostic(loc, msg, at_key=True))
+        elif err["type"] == "missing":
+            msg = f"missing required key {str(loc[-1])!r}"
+            parent = loc[:-1]
+            if not parent:
+                msg += {
+                    "version": "; start the recipe with `version: 1`",
+                    "stages": "; a recipe needs a `stages:` mapping",
+                }.get(str(loc[-1]), "")
+            if len(parent) == 2 and parent[0] == "stages":
+                msg += f" in stage {parent[1]!r}; e.g. `uses: prompt`"
+            problems.append(smap.diagnostic(parent, msg))
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            if at_key:
+                msg = f"{dotted}: the name {loc[-1]!r} is not allowed: use letters, digits and _"
+            else:
+                msg = f"{dotted}: {err['msg']}{shown}"
+            problems.append(smap.diagnostic(loc, msg, at_key=at_key))
+    return problems
+
+
+def load_recipe(
+    path: str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    allow_outside_project: bool = False,
+) -> Recipe:
+    """Read, validate and expand a recipe file.
+
+    Args:
+        path: the recipe file.
+        overrides: ``--var`` values; each must name an existing var.
+        allow_outside_project: allow input paths outside the project folder.
+
+    Raises:
+        RecipeError: every problem found, each located at file:line:column.
+    """
+    display = str(path)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        msg = f"no recipe file at {display!r}; check the path (recipes usually end in .yaml)"
+        raise RecipeError([Diagnostic(msg, display)]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"cannot read the recipe {display!r}: {exc}; it must be a UTF-8 YAML text file"
+        raise RecipeError([Diagnostic(msg, display)]) from exc
+    data, smap = load_yaml(text, display)
+    if not isinstance(data, dict):
+        msg = "a recipe is a YAML mapping (version:, stages:, ...); this file holds "
+        msg += "nothing" if data is None else f"a {type(data).__name__}"
+        raise RecipeError([smap.diagnostic((), msg)])
+    try:
+        model = RecipeModel.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(_schema_diagnostics(exc, data, smap)) from exc
+
+    problems: list[Diagnostic] = []
+    variables = dict(model.vars)
+    for name, value in (overrides or {}).items():
+        if name not in variables:
+            close = difflib.get_close_matches(name, list(variables), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            known = ", ".join(variables) or "none"
+            msg = f"--var {name}: the recipe has no var {name!r}; {hint}vars: {known}"
+            problems.append(Diagnostic(msg, display))
+        else:
+            variables[name] = value
+    variants = expand_matrix(model.matrix, smap, problems)
+    axes = {k for v in variants for k, _ in v.values}
+    for clash in sorted(axes & set(variables)):
+        msg = f"{clash!r} is both a var and a matrix axis; rename one of them"
+        problems.append(smap.diagnostic(("vars", clash), msg, at_key=True))
+    if problems:
+        raise RecipeError(problems)
+    resolved = file.resolve()
+    return Recipe(
+        path=resolved,
+        display=display,
+        root=find_project_root(resolved.parent),
+        model=model,
+        smap=smap,
+        name=model.name or file.stem,
+        variants=variants,
+        vars=variables,
+        allow_outside_project=allow_outside_project,
+    )

@@ -1,0 +1,99 @@
+"""The pydantic models of a recipe file (``version: 1``); their JSON Schema is ``motionflow schema``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "IDENTIFIER",
+    "Budget",
+    "RecipeModel",
+    "RemoteInput",
+    "StageSpec",
+]
+
+#: Names that can appear inside ``${...}`` references and Jinja expressions.
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Budget(_Strict):
+    """Spending limits; the run refuses to start (exit 3) when its plan costs more."""
+
+    max_usd: float | None = Field(
+        default=None, ge=0, description="Most dollars this recipe may spend in one run."
+    )
+
+
+class RemoteInput(_Strict):
+    """An input fetched over http(s) once into the cache, optionally pinned by its sha256."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://")] = Field(
+        description="An http:// or https:// URL; other schemes are refused."
+    )
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")] | None = Field(
+        default=None,
+        description="Expected sha256 of the content. Pinned inputs are planned without network.",
+    )
+    max_mb: float = Field(
+        default=200, gt=0, le=4096, description="Refuse downloads larger than this (MB)."
+    )
+
+
+class StageSpec(_Strict):
+    """One named step of the pipeline."""
+
+    uses: str = Field(description="The stage kind, e.g. prompt, python, kling.motion_control.")
+    with_: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="with",
+        description="Parameters. Strings may hold ${...} references and {{ ... }} Jinja2.",
+    )
+    needs: list[Identifier] = Field(
+        default_factory=list, description="Extra stages that must finish first."
+    )
+    takes: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Independent samples of a generation, each cached on its own.",
+    )
+
+
+class RecipeModel(_Strict):
+    """A motionflow recipe."""
+
+    version: Literal[1] = Field(description="Recipe format version; always 1.")
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = (
+        Field(default=None, description="Output folder name under out/; defaults to the file stem.")
+    )
+    description: str | None = None
+    provider: Literal["simulate", "empiriolabs"] = Field(
+        default="simulate",
+        description="simulate: offline and free; empiriolabs: the real, paid API.",
+    )
+    budget: Budget = Field(default_factory=Budget)
+    vars: dict[Identifier, Any] = Field(
+        default_factory=dict, description="Values for {{ ... }} templates; --var k=v overrides."
+    )
+    matrix: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Axes of lists, plus optional include/exclude lists of mappings.",
+    )
+    inputs: dict[Identifier, str | RemoteInput] = Field(
+        default_factory=dict,
+        description="Local paths (relative to the recipe) or {url, sha256} remote files.",
+    )
+    stages: dict[Identifier, StageSpec] = Field(min_length=1)
+    outputs: list[Identifier] = Field(
+        default_factory=list,
+        description="Stages whose results are written to out/<recipe>/<variant>/.",
+    )

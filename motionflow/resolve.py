@@ -1,0 +1,203 @@
+"""Binding an instance's references to artifacts, validating its parameters, and its key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from motionflow.graph import Instance, Interp, Slot
+from motionflow.keys import instance_key
+from motionflow.stages.base import FileArtifact
+
+__all__ = ["UNRESOLVED", "Bound", "bind", "key_components", "record_outputs"]
+
+
+class _Unresolved:
+    """Marks a value an earlier stage has not produced yet."""
+
+    _instance: _Unresolved | None = None
+
+    def __new__(cls) -> _Unresolved:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<unresolved>"
+
+
+UNRESOLVED = _Unresolved()
+
+
+@dataclass
+class Bound:
+    """An instance's parameters after binding.
+
+    Attributes:
+        params: the validated model (complete), or a partial model built without validation
+            when some fields wait for earlier stages.
+        complete: every reference was resolved and the parameters validated.
+        errors: ``(parameter path, message)`` for every invalid parameter.
+        waiting: names of parameters whose values are not produced yet.
+    """
+
+    params: BaseModel | None
+    complete: bool
+    errors: list[tuple[tuple[str | int, ...], str]]
+    waiting: set[str]
+
+
+def _resolve_slot(
+    slot: Slot,
+    known: Mapping[str, Mapping[str, Any]],
+    inputs: Mapping[str, FileArtifact | None],
+) -> Any:
+    if slot.upstream is None:
+        artifact = inputs.get(slot.ref.name)
+        return UNRESOLVED if artifact is None else artifact
+    outputs = known.get(slot.upstream.id)
+    if outputs is None:
+        return UNRESOLVED
+    if slot.ref.field not in outputs:
+        msg = (
+            f"{slot.upstream.label} produced no {slot.ref.field!r} output "
+            f"(it produced: {', '.join(outputs) or 'nothing'})"
+        )
+        raise LookupError(msg)
+    return outputs[slot.ref.field]
+
+
+def _resolve(value: Any, known: Any, inputs: Any) -> Any:
+    if isinstance(value, Slot):
+        return _resolve_slot(value, known, inputs)
+    if isinstance(value, Interp):
+        parts = [_resolve(p, known, inputs) for p in value.parts]
+        if any(p is UNRESOLVED for p in parts):
+            return UNRESOLVED
+        for part, raw in zip(parts, value.parts, strict=True):
+            if isinstance(part, FileArtifact):
+                ref = raw.ref if isinstance(raw, Slot) else raw
+                msg = f"{ref} is a file and cannot be part of a longer string; use it alone"
+                raise LookupError(msg)
+        return "".join(str(p) for p in parts)
+    if isinstance(value, dict):
+        return {k: _resolve(v, known, inputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, known, inputs) for v in value]
+    return value
+
+
+def _contains_unresolved(value: Any) -> bool:
+    if value is UNRESOLVED:
+        return True
+    if isinstance(value, dict):
+        return any(_contains_unresolved(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_unresolved(v) for v in value)
+    return False
+
+
+def bind(
+    instance: Instance,
+    known: Mapping[str, Mapping[str, Any]],
+    inputs: Mapping[str, FileArtifact | None],
+) -> Bound:
+    """Resolve references with what is ``known`` and validate against the stage's model.
+
+    Errors on parameters that still wait for an earlier stage are not reported: they are
+    checked again when the value exists.
+    """
+    model = instance.impl.Params
+    errors: list[tuple[tuple[str | int, ...], str]] = []
+    values: dict[str, Any] = {}
+    for name, raw in instance.params.items():
+        try:
+            values[name] = _resolve(raw, known, inputs)
+        except LookupError as exc:
+            errors.append(((name,), str(exc.args[0])))
+    waiting = {k for k, v in values.items() if _contains_unresolved(v)}
+    try:
+        params: BaseModel | None = model.model_validate(
+            {k: v for k, v in values.items() if k not in waiting} if waiting else values
+        )
+    except ValidationError as exc:
+        params = None
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if loc and loc[0] in waiting:
+                continue
+            if err["type"] == "missing" and loc and loc[0] in waiting:
+                continue
+            text = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                import difflib
+
+                fields = list(model.model_fields)
+                close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                text = f"unknown parameter {loc[-1]!r}; {hint}parameters: {', '.join(fields)}"
+            elif err["type"] == "missing":
+                text = f"missing required parameter {loc[-1]!r}"
+            elif "input" in err and not isinstance(err["input"], dict | list | FileArtifact):
+                text = f"{text} (got {err['input']!r})"
+            errors.append((loc, text))
+    if waiting:
+        ready = {k: v for k, v in values.items() if k not in waiting}
+        return Bound(model.model_construct(**ready), False, errors, waiting)
+    return Bound(params, params is not None and not errors, errors, waiting)
+
+
+def _key_value(value: Any) -> Any:
+    if isinstance(value, FileArtifact):
+        return {"$file": value.digest}
+    if isinstance(value, BaseModel):
+        return {k: _key_value(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        msg = f"a path ({value}) cannot enter a cache key; pass files as references"
+        raise TypeError(msg)
+    if isinstance(value, dict):
+        return {str(k): _key_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_key_value(v) for v in value]
+    return value
+
+
+def key_components(instance: Instance, params: BaseModel, provider: str) -> dict[str, Any]:
+    """Everything that determines the instance's output, with artifacts as digests.
+
+    Raises:
+        ValueError: the stage could not describe its environment (e.g. a python stage whose
+            function cannot be imported).
+    """
+    fields = {k: _key_value(getattr(params, k)) for k in type(params).model_fields}
+    fields.update({k: _key_value(v) for k, v in (params.model_extra or {}).items()})
+    return {
+        "kind": instance.impl.kind,
+        "kind_version": instance.impl.version,
+        "params": fields,
+        "take": instance.take,
+        "env": instance.impl.environment(params, provider),
+    }
+
+
+def compute_key(components: Mapping[str, Any]) -> str:
+    """The cache key of the components (see :func:`motionflow.keys.instance_key`)."""
+    return instance_key(components)
+
+
+def record_outputs(record: Mapping[str, Any], blob_path: Any) -> dict[str, Any]:
+    """Turn a stored result record into outputs: files as :class:`FileArtifact`, values as-is."""
+    outputs: dict[str, Any] = {}
+    for name, out in record.get("outputs", {}).items():
+        if "file" in out:
+            outputs[name] = FileArtifact(out["file"], blob_path(out["file"]), out.get("ext", ""))
+        else:
+            outputs[name] = out.get("value")
+    return outputs

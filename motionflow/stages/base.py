@@ -1,0 +1,172 @@
+"""The Stage protocol every stage kind implements, and the values stages exchange."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, WithJsonSchema
+
+__all__ = [
+    "BaseStage",
+    "Estimate",
+    "FileArtifact",
+    "FileParam",
+    "OutputKind",
+    "Stage",
+    "StageContext",
+    "StageResult",
+]
+
+OutputKind = Literal["file", "value"]
+
+
+class FileArtifact:
+    """A file a stage consumes: its content digest, where to read it, and its extension.
+
+    Only the digest enters cache keys; the path is where the bytes happen to be right now.
+    """
+
+    __slots__ = ("digest", "ext", "path")
+
+    def __init__(self, digest: str, path: Path, ext: str) -> None:
+        self.digest = digest
+        self.path = path
+        self.ext = ext
+
+    def __repr__(self) -> str:
+        return f"FileArtifact({self.digest[:19]}…{self.ext})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileArtifact) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+
+#: A file parameter of a stage's model: in a recipe, a ``${inputs.x}`` / ``${stages.s.f}`` reference.
+FileParam = Annotated[
+    FileArtifact,
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\$\{.+\}$", "description": "a reference to a file"}
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What running an instance is expected to cost.
+
+    Attributes:
+        usd: dollars at the provider's price (0 for local stages).
+        seconds: billable seconds of generated video, if any.
+        exact: False when an input's length is not known yet and ``usd`` is an upper bound.
+    """
+
+    usd: float = 0.0
+    seconds: float = 0.0
+    exact: bool = True
+
+
+@dataclass
+class StageContext:
+    """What a running stage may use besides its parameters.
+
+    Attributes:
+        workdir: an empty private directory; files the stage returns must be written here.
+        stage: the stage's name in the recipe.
+        provider: the recipe's provider (``simulate`` or ``empiriolabs``).
+        take: the take index (0-based) of this instance.
+        label: a human label for the instance (stage, variant), for logs and video captions.
+        emit: sends a typed event (job submitted, progress) to the reporter.
+    """
+
+    workdir: Path
+    stage: str
+    provider: str
+    take: int
+    label: str
+    emit: Callable[[object], None]
+
+
+@dataclass
+class StageResult:
+    """Outputs of a finished stage: ``Path`` for file outputs, JSON values otherwise.
+
+    ``meta`` (job id, billed seconds, model, ...) is kept in the cache record and receipts.
+    """
+
+    outputs: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A stage kind. Register third-party kinds under the ``motionflow.stages`` entry point group.
+
+    Attributes:
+        kind: the name recipes use in ``uses:``.
+        version: bump it when the same parameters would now produce different bytes.
+        Params: the pydantic model of ``with:`` (``extra="forbid"`` so typos are caught).
+        outputs: output field name -> ``"file"`` or ``"value"``.
+        takes_allowed: whether ``takes: N`` makes sense (non-deterministic stages).
+        static: outputs are a pure, cheap function of the parameters and can be computed while
+            planning (so a rendered prompt is known, and keyed, before anything runs).
+        paid: the stage spends money at a provider.
+    """
+
+    kind: ClassVar[str]
+    version: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    outputs: ClassVar[Mapping[str, OutputKind]]
+    takes_allowed: ClassVar[bool]
+    static: ClassVar[bool]
+    paid: ClassVar[bool]
+
+    def environment(self, params: BaseModel, provider: str) -> dict[str, Any]:
+        """Versions and identities that change the output bytes (go into the key)."""
+        ...
+
+    def estimate(self, params: BaseModel, provider: str) -> Estimate:
+        """Cost of running this instance."""
+        ...
+
+    def evaluate(self, params: BaseModel) -> dict[str, Any]:
+        """Outputs of a static stage, computed without running it."""
+        ...
+
+    async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
+        """Do the work, writing files under ``ctx.workdir``."""
+        ...
+
+
+class BaseStage:
+    """Defaults for the optional parts of :class:`Stage`: free, local, deterministic."""
+
+    kind: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[BaseModel]]
+    outputs: ClassVar[Mapping[str, OutputKind]] = {}
+    takes_allowed: ClassVar[bool] = False
+    static: ClassVar[bool] = False
+    paid: ClassVar[bool] = False
+
+    def environment(self, params: BaseModel, provider: str) -> dict[str, Any]:  # noqa: ARG002
+        """No versions beyond the stage kind's own."""
+        return {}
+
+    def estimate(self, params: BaseModel, provider: str) -> Estimate:  # noqa: ARG002
+        """Local stages are free."""
+        return Estimate()
+
+    def evaluate(self, params: BaseModel) -> dict[str, Any]:
+        """Only static stages can be evaluated while planning."""
+        msg = f"stage kind {self.kind!r} is not static"
+        raise NotImplementedError(msg)
+
+    async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
+        """Static stages run by evaluating."""
+        del ctx
+        return StageResult(self.evaluate(params))

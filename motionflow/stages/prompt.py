@@ -1,0 +1,39 @@
+"""The ``prompt`` stage: a rendered template becomes a text artifact, known while planning."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from motionflow.stages.base import BaseStage, OutputKind
+
+__all__ = ["PromptParams", "PromptStage"]
+
+
+class PromptParams(BaseModel):
+    """Parameters of ``prompt``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    template: str = Field(
+        min_length=1,
+        description="Jinja2 text rendered with vars and the variant's matrix values. Leading and"
+        " trailing white space is dropped, so a reflowed template that renders the same text"
+        " keeps its cache key.",
+    )
+
+
+class PromptStage(BaseStage):
+    """Render a prompt. Static: its text is known (and keyed) before anything runs."""
+
+    kind: ClassVar[str] = "prompt"
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[BaseModel]] = PromptParams
+    outputs: ClassVar[dict[str, OutputKind]] = {"text": "value"}
+    static: ClassVar[bool] = True
+
+    def evaluate(self, params: BaseModel) -> dict[str, Any]:
+        """Return ``{"text": ...}``, the rendered template without surrounding white space."""
+        assert isinstance(params, PromptParams)
+        return {"text": params.template.strip()}

@@ -1,0 +1,120 @@
+"""The ``python`` stage: call ``package.module:function``; its source is part of the key."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from motionflow.errors import StageError
+from motionflow.keys import digest_text
+from motionflow.stages.base import BaseStage, FileArtifact, OutputKind, StageContext, StageResult
+
+__all__ = ["PythonParams", "PythonStage", "resolve_callable"]
+
+
+class PythonParams(BaseModel):
+    """Parameters of ``python``: ``call`` plus any keyword arguments for the function."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, arbitrary_types_allowed=True)
+
+    call: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="package.module:function, importable from the project folder or sys.path."
+        " Every other key under with: is passed as a keyword argument (files as pathlib.Path)."
+        " A parameter named outdir receives an empty folder for files the function writes.",
+    )
+
+
+def resolve_callable(call: str) -> Any:
+    """Import ``module:function`` and return the function.
+
+    Raises:
+        ValueError: with a message naming what could not be imported and why.
+    """
+    module_name, _, attr = call.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = (
+            f"cannot import {module_name!r} for call {call!r}: {exc}. Put the module in the "
+            "project folder (beside the recipe) or install it"
+        )
+        raise ValueError(msg) from exc
+    except Exception as exc:  # noqa: BLE001 - user code raised while importing
+        msg = f"importing {module_name!r} for call {call!r} raised {type(exc).__name__}: {exc}"
+        raise ValueError(msg) from exc
+    func = getattr(module, attr, None)
+    if not callable(func):
+        msg = f"{module_name!r} has no function {attr!r} (from call {call!r})"
+        raise ValueError(msg)
+    return func
+
+
+def _source_digest(func: Any, call: str) -> str:
+    try:
+        return digest_text(inspect.getsource(func))
+    except (OSError, TypeError) as exc:
+        msg = f"cannot read the source of {call!r} to key it ({exc}); define it in a .py file"
+        raise ValueError(msg) from exc
+
+
+def _argument(value: Any) -> Any:
+    if isinstance(value, FileArtifact):
+        return value.path
+    if isinstance(value, list):
+        return [_argument(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _argument(v) for k, v in value.items()}
+    return value
+
+
+class PythonStage(BaseStage):
+    """Run a user function. Sync functions run in a worker thread; async ones are awaited."""
+
+    kind: ClassVar[str] = "python"
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[BaseModel]] = PythonParams
+    outputs: ClassVar[dict[str, OutputKind]] = {"value": "value", "file": "file"}
+    takes_allowed: ClassVar[bool] = True
+
+    def environment(self, params: BaseModel, provider: str) -> dict[str, Any]:
+        """The digest of the function's source: editing the function re-runs the stage."""
+        del provider
+        assert isinstance(params, PythonParams)
+        return {"source": _source_digest(resolve_callable(params.call), params.call)}
+
+    async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
+        """Call the function; a returned ``Path`` becomes ``file``, anything else ``value``."""
+        assert isinstance(params, PythonParams)
+        func = resolve_callable(params.call)
+        kwargs = {k: _argument(v) for k, v in (params.model_extra or {}).items()}
+        if "outdir" in inspect.signature(func).parameters:
+            kwargs["outdir"] = ctx.workdir
+        try:
+            if inspect.iscoroutinefunction(func):
+                result = await func(**kwargs)
+            else:
+                result = await asyncio.to_thread(func, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any failure of user code fails the stage
+            msg = f"{params.call} raised {type(exc).__name__}: {exc}"
+            raise StageError(msg) from exc
+        if isinstance(result, Path):
+            if not result.is_file():
+                msg = f"{params.call} returned {str(result)!r}, which is not a file"
+                raise StageError(msg)
+            return StageResult({"file": result})
+        try:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            msg = (
+                f"{params.call} returned a {type(result).__name__}, which is not JSON: {exc}. "
+                "Return a pathlib.Path for a file, or str/number/bool/list/dict"
+            )
+            raise StageError(msg) from exc
+        return StageResult({"value": result})
