@@ -179,11 +179,17 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
             table.add_column(col, justify="right" if col == "cost" else "left")
         for p in plan.items:
             inst = p.instance
-            variants = inst.variants[0].id if len(inst.variants) == 1 else f"{len(inst.variants)} variants"
+            variants = (
+                inst.variants[0].id if len(inst.variants) == 1 else f"{len(inst.variants)} variants"
+            )
             if inst.take_label:
                 variants += f" take {inst.take_label}"
             status = "[green]cached[/]" if p.status == "cached" else "[yellow]run[/]"
-            cost = _money(p.estimate.usd, p.estimate.exact) if p.status == "run" and p.estimate.usd else ""
+            cost = (
+                _money(p.estimate.usd, p.estimate.exact)
+                if p.status == "run" and p.estimate.usd
+                else ""
+            )
             table.add_row(inst.stage, variants, status, p.reason, cost)
     else:
         for col in ("stage", "cached", "run", "reasons", "cost"):
@@ -196,16 +202,24 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
             reasons: dict[str, int] = {}
             for p in runs:
                 reasons[p.reason] = reasons.get(p.reason, 0) + 1
-            top = ", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])[:3])
+            top = ", ".join(
+                f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])[:3]
+            )
             usd = sum(p.estimate.usd for p in runs)
             exact = all(p.estimate.exact for p in runs)
             table.add_row(
-                stage, str(len(items) - len(runs)), str(len(runs)), top, _money(usd, exact) if usd else ""
+                stage,
+                str(len(items) - len(runs)),
+                str(len(runs)),
+                top,
+                _money(usd, exact) if usd else "",
             )
         table.caption = "one row per stage; --all lists every instance"
     console.print(table)
     total = _money(plan.estimated_usd, plan.exact)
-    note = " (simulate: nothing is charged; this is what empiriolabs would cost)" if simulated else ""
+    note = (
+        " (simulate: nothing is charged; this is what empiriolabs would cost)" if simulated else ""
+    )
     console.print(
         f"{len(plan.to_run)} to run, {len(plan.cached)} cached. "
         f"Estimated cost of the misses: [bold]{total}[/]{note}. "
@@ -258,8 +272,11 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                console=self.console, transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=self.console,
+                transient=True,
             )
             self.progress.start()
             self.task = self.progress.add_task("running", total=self.total)
@@ -375,7 +392,10 @@ def run(
 @main.command()
 @_recipe_options
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "mermaid", "dot"]), default="text",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "mermaid", "dot"]),
+    default="text",
     show_default=True,
 )
 def dag(recipe: str, var: tuple[str, ...], allow_outside_project: bool, fmt: str) -> None:

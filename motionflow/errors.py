@@ -6,7 +6,7 @@
     ├── UsageError                   exit 2  bad flag, option or environment variable
     ├── RecipeError                  exit 2  recipe problems, each a located Diagnostic
     ├── InputError                   exit 2  a recipe input is missing, unreadable or off its pin
-    ├── MediaError                   exit 2  media that ffmpeg/PyAV cannot read or that breaks a rule
+    ├── MediaError                   exit 2  unreadable media, or media that breaks a rule
     │   └── ToolNotFoundError        exit 2  no usable ffmpeg binary
     ├── CacheError                   exit 1  the cache directory is unusable or inconsistent
     ├── StageError                   exit 1  a stage failed while running

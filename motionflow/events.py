@@ -113,7 +113,7 @@ class OutputWritten(Event):
 
 
 @dataclass(frozen=True)
-class Warning(Event):  # noqa: A001 - the natural name; never used unqualified outside
+class Warning(Event):
     """Something the user should know that does not stop the run."""
 
     message: str

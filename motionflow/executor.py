@@ -30,7 +30,7 @@ from motionflow.manifest import entry_name
 from motionflow.materialize import materialize
 from motionflow.plan import Plan, PlannedInstance
 from motionflow.resolve import bind, compute_key, key_components, record_outputs
-from motionflow.stages.base import FileArtifact, StageContext
+from motionflow.stages.base import StageContext
 
 __all__ = ["Backend", "LocalBackend", "RunResult", "execute"]
 
@@ -96,9 +96,7 @@ class Backend(Protocol):
     """Where stage work runs. The local backend runs it in this process; a distributed one
     (Ray, Dask) can implement the same call without touching recipes."""
 
-    async def run_instance(
-        self, instance: Instance, params: Any, ctx: StageContext
-    ) -> Any:
+    async def run_instance(self, instance: Instance, params: Any, ctx: StageContext) -> Any:
         """Run one instance's stage and return its :class:`StageResult`."""
         ...
 

@@ -75,7 +75,9 @@ class Instance:
     @property
     def label(self) -> str:
         """``stage[variant, take]`` for messages; shared instances name their first variant."""
-        variant = self.variants[0].id if len(self.variants) == 1 else f"{len(self.variants)} variants"
+        variant = (
+            self.variants[0].id if len(self.variants) == 1 else f"{len(self.variants)} variants"
+        )
         take = f", take {self.take_label}" if self.take_label else ""
         return f"{self.stage}[{variant}{take}]"
 
@@ -241,7 +243,9 @@ class _Builder:
     def check_ref(self, stage: str, ref: Ref, where: ParamPath, offset: int) -> None:
         if ref.scope == "inputs":
             if ref.name not in self.recipe.model.inputs:
-                self.unknown(where, "input", ref.name, list(self.recipe.model.inputs), offset=offset)
+                self.unknown(
+                    where, "input", ref.name, list(self.recipe.model.inputs), offset=offset
+                )
             return
         if ref.name not in self.recipe.model.stages:
             known = list(self.recipe.model.stages)
@@ -254,7 +258,10 @@ class _Builder:
         if impl is not None and ref.field not in impl.outputs:
             kind = self.recipe.model.stages[ref.name].uses
             self.unknown(
-                where, f"output of {ref.name!r} ({kind})", str(ref.field), list(impl.outputs),
+                where,
+                f"output of {ref.name!r} ({kind})",
+                str(ref.field),
+                list(impl.outputs),
                 offset=offset,
             )
 
@@ -309,15 +316,17 @@ class _Builder:
                 if sources:
                     self.problem(
                         ("stages", name, "takes"),
-                        f"stage {name!r} has takes: but consumes {sorted(s or '' for s in sources)},"
-                        " which already has several takes; keep takes: on one of them",
+                        f"stage {name!r} has takes: but consumes "
+                        f"{sorted(s or '' for s in sources)}, which already has several takes;"
+                        " keep takes: on one of them",
                     )
                 fan[name] = name
             elif len(sources) > 1:
                 self.problem(
                     ("stages", name),
-                    f"stage {name!r} consumes several stages with takes ({sorted(map(str, sources))})"
-                    "; motionflow cannot pair their takes: give all but one takes: 1",
+                    f"stage {name!r} consumes several stages with takes "
+                    f"({sorted(map(str, sources))}); motionflow cannot pair their takes:"
+                    " give all but one takes: 1",
                     at_key=True,
                 )
                 fan[name] = None
@@ -352,6 +361,18 @@ class _Builder:
         if len(parts) == 1 and isinstance(parts[0], Slot):
             return parts[0]
         return Interp(tuple(parts))
+
+
+def _binder(mine: dict[str, list[Instance]], take: int) -> Any:
+    """Bind a slot to this variant's upstream instance (the same take when it fans out)."""
+
+    def resolve(slot: Slot) -> Slot:
+        if slot.ref.scope == "inputs":
+            return slot
+        ups = mine[slot.ref.name]
+        return Slot(slot.ref, ups[take] if len(ups) > 1 else ups[0])
+
+    return resolve
 
 
 def _bind(value: Any, resolve: Any) -> Any:
@@ -410,14 +431,7 @@ def build_graph(recipe: Recipe) -> Graph:
             count = stages[source].takes if source else 1
             made: list[Instance] = []
             for t in range(count):
-
-                def resolve(slot: Slot, t: int = t) -> Slot:
-                    if slot.ref.scope == "inputs":
-                        return slot
-                    ups = mine[slot.ref.name]
-                    return Slot(slot.ref, ups[t] if len(ups) > 1 else ups[0])
-
-                params = _bind(rendered, resolve)
+                params = _bind(rendered, _binder(mine, t))
                 upstream = [s.upstream for _, s in _walk_slots(params, ()) if s.upstream]
                 for needed in spec.needs:
                     upstream.extend(mine.get(needed, []))

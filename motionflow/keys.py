@@ -44,9 +44,7 @@ def canonical_json(value: Any) -> str:
     Integral floats are written as integers (``5.0`` and ``5`` are the same duration), so a
     recipe that swaps one for the other does not change a key.
     """
-    return json.dumps(
-        _normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _normalise(value: Any) -> Any:

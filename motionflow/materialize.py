@@ -25,13 +25,17 @@ def _copy_atomic(src: Path, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _receipt(
-    recipe: str, instance: Instance, variant: Variant, key: str, components: dict[str, Any],
+    recipe: str,
+    instance: Instance,
+    variant: Variant,
+    key: str,
+    components: dict[str, Any],
     record: dict[str, Any],
 ) -> dict[str, Any]:
     params = components.get("params", {})
@@ -44,7 +48,9 @@ def _receipt(
         "take": instance.take_label or 1,
         "key": key,
         "parameters": params,
-        "inputs": {k: v["$file"] for k, v in params.items() if isinstance(v, dict) and "$file" in v},
+        "inputs": {
+            k: v["$file"] for k, v in params.items() if isinstance(v, dict) and "$file" in v
+        },
         "environment": components.get("env", {}),
         "outputs": record.get("outputs", {}),
         "generation": record.get("meta", {}),

@@ -131,7 +131,9 @@ def describe_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> l
             if name == "source":
                 changes.append("function source changed")
             else:
-                changes.append(f"{name}: {_short(old_env.get(name))} -> {_short(new_env.get(name))}")
+                changes.append(
+                    f"{name}: {_short(old_env.get(name))} -> {_short(new_env.get(name))}"
+                )
     old_p, new_p = old.get("params", {}), new.get("params", {})
     for name in sorted(set(old_p) | set(new_p)):
         before, after = old_p.get(name), new_p.get(name)
@@ -172,7 +174,9 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
     running: set[str] = set()
 
     def problem(instance: Instance, path: tuple[str | int, ...], message: str) -> None:
-        diag = recipe.smap.diagnostic(_where(instance, path), f"stage {instance.stage!r}: {message}")
+        diag = recipe.smap.diagnostic(
+            _where(instance, path), f"stage {instance.stage!r}: {message}"
+        )
         marker = (diag.message, diag.line, diag.column)
         if marker not in seen:
             seen.add(marker)
@@ -207,7 +211,12 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
             saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
             items.append(
                 PlannedInstance(
-                    instance, "cached", "unchanged", key, components, saved_usd=saved,
+                    instance,
+                    "cached",
+                    "unchanged",
+                    key,
+                    components,
+                    saved_usd=saved,
                     outputs=outputs,
                 )
             )

@@ -63,13 +63,14 @@ def _resolve_slot(
     outputs = known.get(slot.upstream.id)
     if outputs is None:
         return UNRESOLVED
-    if slot.ref.field not in outputs:
+    field = str(slot.ref.field)
+    if field not in outputs:
         msg = (
             f"{slot.upstream.label} produced no {slot.ref.field!r} output "
             f"(it produced: {', '.join(outputs) or 'nothing'})"
         )
         raise LookupError(msg)
-    return outputs[slot.ref.field]
+    return outputs[field]
 
 
 def _resolve(value: Any, known: Any, inputs: Any) -> Any:

@@ -80,7 +80,7 @@ class Cache:
                     size_limit=2**62,
                     statistics=False,
                 )
-            except Exception as exc:  # noqa: BLE001 - sqlite3/diskcache raise many kinds
+            except Exception as exc:
                 msg = (
                     f"cannot open the cache index in {str(self.root)!r}: {exc}; if it is "
                     "corrupt, move the folder aside (results are kept in blobs/)"
@@ -150,7 +150,7 @@ class Cache:
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp.chmod(_READ_ONLY)
-        os.replace(tmp, final)
+        tmp.replace(final)
         return final
 
     def store_file(self, src: Path, *, move: bool = False) -> tuple[str, int]:

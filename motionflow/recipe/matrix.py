@@ -109,7 +109,8 @@ def expand_matrix(
         if not isinstance(raw, list) or not all(isinstance(e, dict) and e for e in raw):
             problems.append(
                 smap.diagnostic(
-                    ("matrix", kind), f"matrix.{kind} must be a list of mappings like {{axis: value}}"
+                    ("matrix", kind),
+                    f"matrix.{kind} must be a list of mappings like {{axis: value}}",
                 )
             )
             return []

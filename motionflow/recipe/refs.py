@@ -48,7 +48,9 @@ def find_refs(text: str) -> list[tuple[Ref | RefSyntaxError, int, int]]:
         elif m := _STAGE.match(body):
             found.append((Ref("stages", m.group(1), m.group(2)), match.start(), match.end()))
         else:
-            found.append((RefSyntaxError(match.group(0), match.start()), match.start(), match.end()))
+            found.append(
+                (RefSyntaxError(match.group(0), match.start()), match.start(), match.end())
+            )
     return found
 
 

@@ -1,4 +1,4 @@
-"""The pydantic models of a recipe file (``version: 1``); their JSON Schema is ``motionflow schema``."""
+"""The pydantic models of a recipe file (``version: 1``), exported by ``motionflow schema``."""
 
 from __future__ import annotations
 

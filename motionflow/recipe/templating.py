@@ -55,7 +55,7 @@ def render_template(source: str, context: Mapping[str, Any]) -> str:
             sandbox forbids, each with a message that says what to change.
     """
     from jinja2 import TemplateError, UndefinedError
-    from jinja2.sandbox import SecurityError
+    from jinja2.exceptions import SecurityError
 
     template = _compile(source)
     try:
@@ -74,7 +74,9 @@ def render_template(source: str, context: Mapping[str, Any]) -> str:
         )
         raise TemplateProblem(msg) from exc
     except SecurityError as exc:
-        msg = f"template does something the sandbox forbids: {exc}; templates may only format values"
+        msg = (
+            f"template does something the sandbox forbids: {exc}; templates may only format values"
+        )
         raise TemplateProblem(msg) from exc
     except TemplateError as exc:
         raise TemplateProblem(f"template error: {exc}") from exc

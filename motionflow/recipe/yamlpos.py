@@ -12,7 +12,7 @@ from motionflow.errors import Diagnostic, RecipeError
 __all__ = ["Position", "SourceMap", "load_yaml"]
 
 try:  # the C loader is ~10x faster; both are the *safe* loaders
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,misc]
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 

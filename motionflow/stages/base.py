@@ -46,7 +46,7 @@ class FileArtifact:
         return hash(self.digest)
 
 
-#: A file parameter of a stage's model: in a recipe, a ``${inputs.x}`` / ``${stages.s.f}`` reference.
+#: A file parameter of a stage model; in a recipe, a ``${inputs.x}``/``${stages.s.f}`` reference.
 FileParam = Annotated[
     FileArtifact,
     WithJsonSchema(
@@ -88,7 +88,7 @@ class StageContext:
     provider: str
     take: int
     label: str
-    emit: Callable[[object], None]
+    emit: Callable[[Any], None]
 
 
 @dataclass

@@ -34,7 +34,6 @@ PROMPT_MAX = 2500
 _CAPS = {"image": 10.0, "video": 30.0}
 
 
-
 def orientation_cap(orientation: str) -> float:
     """Longest output the model makes for a ``character_orientation``: 10 s image, 30 s video."""
     return _CAPS[orientation]

@@ -46,7 +46,7 @@ def resolve_callable(call: str) -> Any:
             "project folder (beside the recipe) or install it"
         )
         raise ValueError(msg) from exc
-    except Exception as exc:  # noqa: BLE001 - user code raised while importing
+    except Exception as exc:
         msg = f"importing {module_name!r} for call {call!r} raised {type(exc).__name__}: {exc}"
         raise ValueError(msg) from exc
     func = getattr(module, attr, None)
@@ -101,7 +101,7 @@ class PythonStage(BaseStage):
                 result = await func(**kwargs)
             else:
                 result = await asyncio.to_thread(func, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - any failure of user code fails the stage
+        except Exception as exc:
             msg = f"{params.call} raised {type(exc).__name__}: {exc}"
             raise StageError(msg) from exc
         if isinstance(result, Path):
