@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -317,16 +316,20 @@ class _Progress:
             self.console.print(line)
 
 
+def _nothing_to_do(cached: int, saved_usd: float) -> str:
+    return (
+        f"Nothing to do: all {cached} stage instances reused from the cache; "
+        f"0 jobs submitted, $0.00 spent (saved {_money(saved_usd)})."
+    )
+
+
 def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     simulated = plan.recipe.model.provider == "simulate"
     if result.executed == 0 and result.failed == 0 and result.blocked == 0:
-        console.print(
-            f"[green]Nothing to do[/]: all {result.cached} stage instances reused from the cache; "
-            f"0 jobs submitted, $0.00 spent (saved {_money(result.saved_usd)})."
-        )
+        click.echo(_nothing_to_do(result.cached, result.saved_usd))
     else:
         table = Table(title=f"run: {plan.recipe.name}", show_header=False)
         table.add_column("what")
@@ -355,6 +358,11 @@ def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
 @click.option("--max-usd", type=click.FloatRange(0), help="Refuse to spend more (exit 3).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary.")
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="Plan in full even when the run stamp says nothing changed.",
+)
 def run(
     recipe: str,
     var: tuple[str, ...],
@@ -364,8 +372,24 @@ def run(
     max_usd: float | None,
     as_json: bool,
     quiet: bool,
+    recheck: bool,
 ) -> None:
     """Run a recipe: reuse cached results, run and pay for the misses only."""
+    from motionflow.cache.store import default_cache_dir
+    from motionflow.stamp import check_stamp, write_stamp
+
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    if not recheck:
+        summary = check_stamp(cache_root, Path(recipe), list(var), allow_outside_project)
+        if summary is not None:
+            if as_json:
+                click.echo(json.dumps(summary, indent=1))
+            else:
+                click.echo(_nothing_to_do(summary["cached"], summary["saved_usd"]))
+            return
+
+    import asyncio
+
     from motionflow.executor import execute
     from motionflow.plan import make_plan
 
@@ -380,6 +404,7 @@ def run(
                 result = asyncio.run(
                     execute(planned, cache, reporter=progress, jobs=jobs, max_usd=limit)
                 )
+            write_stamp(planned, result, cache, list(var), allow_outside_project)
         finally:
             cache.close()
     if as_json:

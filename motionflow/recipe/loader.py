@@ -11,13 +11,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from motionflow.errors import Diagnostic, RecipeError
+from motionflow.project import find_project_root
 from motionflow.recipe.matrix import Variant, expand_matrix
 from motionflow.recipe.schema import Budget, RecipeModel, RemoteInput, StageSpec
 from motionflow.recipe.yamlpos import SourceMap, load_yaml
 
-__all__ = ["Recipe", "find_project_root", "load_recipe", "parse_var"]
+__all__ = ["Recipe", "load_recipe", "parse_var"]
 
-_ROOT_MARKERS = (".git", "pyproject.toml", "motionflow.toml")
 _FIELDS: dict[str, list[str]] = {
     "recipe": [f.alias or n for n, f in RecipeModel.model_fields.items()],
     "stage": [f.alias or n for n, f in StageSpec.model_fields.items()],
@@ -56,15 +56,6 @@ class Recipe:
     def out_dir(self) -> Path:
         """``<root>/out/<name>``, where results and receipts are written."""
         return self.root / "out" / self.name
-
-
-def find_project_root(recipe_dir: Path) -> Path:
-    """The nearest folder at or above ``recipe_dir`` holding .git, pyproject.toml or
-    motionflow.toml; the recipe's own folder when there is none."""
-    for folder in (recipe_dir, *recipe_dir.parents):
-        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
-            return folder
-    return recipe_dir
 
 
 def parse_var(text: str) -> tuple[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,6 +89,13 @@ class PythonStage(BaseStage):
         del provider
         assert isinstance(params, PythonParams)
         return {"source": _source_digest(resolve_callable(params.call), params.call)}
+
+    def watched_files(self, params: dict[str, Any]) -> list[Path]:
+        """The module file defining the function (for the no-op fast path's stamp)."""
+        call = params.get("call")
+        module = sys.modules.get(str(call).partition(":")[0]) if isinstance(call, str) else None
+        origin = getattr(module, "__file__", None)
+        return [Path(origin)] if origin else []
 
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Call the function; a returned ``Path`` becomes ``file``, anything else ``value``."""
