@@ -250,7 +250,7 @@ def plan(
         finally:
             cache.close()
     if as_json:
-        click.echo(json.dumps(_plan_json(planned), indent=1))
+        click.echo(json.dumps(_plan_json(planned)))
     else:
         _print_plan(planned, _console(), show_all)
 

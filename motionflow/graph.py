@@ -10,12 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from motionflow.errors import Diagnostic, RecipeError
-from motionflow.keys import canonical_json, digest_text
 from motionflow.recipe.loader import Recipe
 from motionflow.recipe.matrix import Variant
 from motionflow.recipe.refs import Ref, RefSyntaxError, find_refs
 from motionflow.recipe.schema import RemoteInput
-from motionflow.recipe.templating import TemplateProblem, has_jinja, render_template
+from motionflow.recipe.templating import (
+    TemplateProblem,
+    has_jinja,
+    render_template,
+    template_names,
+)
 from motionflow.stages.base import Stage
 from motionflow.stages.registry import UnknownStageKind, get_stage
 
@@ -53,7 +57,8 @@ class Instance:
     """A stage bound to one or more variants (identical bindings are one instance).
 
     Attributes:
-        id: digest of the instance's identity (stage, bound parameters, take, upstreams).
+        id: unique within the graph (``stage#n``); instances with the same stage, bound
+            parameters, take and upstreams are merged into one.
         stage: the stage's name in the recipe.
         impl: the stage kind.
         take: the take index that goes into the key (0 unless the stage has ``takes``).
@@ -158,7 +163,8 @@ class _Builder:
         self.impls: dict[str, Stage] = {}
         self.templates: dict[str, Any] = {}
         self.refs: dict[str, list[tuple[Ref, ParamPath, int]]] = {}
-        self.render_memo: dict[tuple[int, str], Any] = {}
+        self.names: dict[str, tuple[str, ...]] = {}
+        self.render_memo: dict[tuple[Any, ...], Any] = {}
 
     def problem(self, path: ParamPath, message: str, **kw: Any) -> None:
         diag = self.smap.diagnostic(path, message, **kw)
@@ -335,6 +341,25 @@ class _Builder:
         return fan
 
     # -- per variant -------------------------------------------------------------------------
+    def render_stage(self, stage: str, context: dict[str, Any]) -> Any:
+        """Render a stage's ``with:`` for one variant, shared between variants that give the
+        names its templates read the same values."""
+        names = self.names.get(stage)
+        if names is None:
+            found: set[str] = set()
+            _collect_names(self.templates[stage], found)
+            names = self.names[stage] = tuple(sorted(found))
+        try:
+            memo_key = (stage, *(context.get(n, _MISSING) for n in names))
+            hash(memo_key)
+        except TypeError:  # a list or mapping var: render without sharing
+            return self.render(stage, self.templates[stage], ("with",), context)
+        rendered = self.render_memo.get(memo_key, _MISSING)
+        if rendered is _MISSING:
+            rendered = self.render(stage, self.templates[stage], ("with",), context)
+            self.render_memo[memo_key] = rendered
+        return rendered
+
     def render(self, stage: str, value: Any, path: ParamPath, context: dict[str, Any]) -> Any:
         if isinstance(value, dict):
             return {k: self.render(stage, v, (*path, k), context) for k, v in value.items()}
@@ -363,6 +388,20 @@ class _Builder:
         return Interp(tuple(parts))
 
 
+_MISSING = object()
+
+
+def _collect_names(value: Any, found: set[str]) -> None:
+    if isinstance(value, _StrTemplate) and value.jinja:
+        found.update(template_names(value.source))
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_names(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_names(item, found)
+
+
 def _binder(mine: dict[str, list[Instance]], take: int) -> Any:
     """Bind a slot to this variant's upstream instance (the same take when it fans out)."""
 
@@ -388,17 +427,18 @@ def _bind(value: Any, resolve: Any) -> Any:
 
 
 def _identity(value: Any) -> Any:
+    """A hashable, order-independent form of bound parameters (for merging instances)."""
     if isinstance(value, Slot):
         if value.upstream is None:
-            return {"$input": value.ref.name}
-        return {"$instance": value.upstream.id, "field": value.ref.field}
+            return ("$input", value.ref.name)
+        return ("$instance", value.upstream.id, value.ref.field)
     if isinstance(value, Interp):
-        return {"$interp": [_identity(p) for p in value.parts]}
+        return ("$interp", tuple(_identity(p) for p in value.parts))
     if isinstance(value, dict):
-        return {k: _identity(v) for k, v in value.items()}
+        return ("$dict", tuple(sorted((k, _identity(v)) for k, v in value.items())))
     if isinstance(value, list):
-        return [_identity(v) for v in value]
-    return value
+        return ("$list", tuple(_identity(v) for v in value))
+    return (type(value).__name__, value)
 
 
 def build_graph(recipe: Recipe) -> Graph:
@@ -417,7 +457,7 @@ def build_graph(recipe: Recipe) -> Graph:
         raise RecipeError(builder.problems)
 
     stages = recipe.model.stages
-    instances: dict[str, Instance] = {}
+    instances: dict[tuple[Any, ...], Instance] = {}
     by_variant: dict[str, dict[str, list[Instance]]] = {}
     for variant in recipe.variants:
         context = {**recipe.vars, **dict(variant.values)}
@@ -426,7 +466,7 @@ def build_graph(recipe: Recipe) -> Graph:
             if name not in builder.impls:
                 continue
             spec = stages[name]
-            rendered = builder.render(name, builder.templates[name], ("with",), context)
+            rendered = builder.render_stage(name, context)
             source = fan[name]
             count = stages[source].takes if source else 1
             made: list[Instance] = []
@@ -436,20 +476,12 @@ def build_graph(recipe: Recipe) -> Graph:
                 for needed in spec.needs:
                     upstream.extend(mine.get(needed, []))
                 take = t if source == name else 0
-                ident = canonical_json(
-                    {
-                        "stage": name,
-                        "params": _identity(params),
-                        "take": take,
-                        "needs": sorted({u.id for u in upstream}),
-                    }
-                )
-                iid = digest_text(ident)[7:39]
-                inst = instances.get(iid)
+                ident = (name, take, _identity(params), tuple(sorted({u.id for u in upstream})))
+                inst = instances.get(ident)
                 if inst is None:
                     unique = list({id(u): u for u in upstream}.values())
                     inst = Instance(
-                        iid,
+                        f"{name}#{len(instances)}",
                         name,
                         builder.impls[name],
                         take,
@@ -457,7 +489,7 @@ def build_graph(recipe: Recipe) -> Graph:
                         params,
                         unique,
                     )
-                    instances[iid] = inst
+                    instances[ident] = inst
                 inst.variants.append(variant)
                 made.append(inst)
             mine[name] = made

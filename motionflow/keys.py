@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,40 +24,16 @@ KEY_VERSION = 1
 _CHUNK = 1 << 20
 
 
-def _check_floats(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        msg = f"cannot put {value!r} in a cache key: NaN and infinity have no canonical form"
-        raise ValueError(msg)
-    if isinstance(value, Mapping):
-        for item in value.values():
-            _check_floats(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check_floats(item)
-    return value
-
-
 def canonical_json(value: Any) -> str:
-    """Return the canonical JSON text of ``value``: sorted keys, no spaces, UTF-8, no NaN.
+    """Return the canonical JSON text of ``value``: sorted keys, no spaces, ASCII escapes, no NaN.
 
-    Integral floats are written as integers (``5.0`` and ``5`` are the same duration), so a
-    recipe that swaps one for the other does not change a key.
+    Raises:
+        ValueError: NaN or infinity (they have no canonical form).
+        TypeError: a value that is not plain JSON (a path, an object).
     """
-    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _normalise(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, int | str):
-        return value
-    if isinstance(value, float):
-        _check_floats(value)
-        return int(value) if value.is_integer() else value
-    if isinstance(value, Mapping):
-        return {str(k): _normalise(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_normalise(v) for v in value]
-    msg = f"cannot put a {type(value).__name__} ({value!r}) in a cache key"
-    raise TypeError(msg)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def digest_bytes(data: bytes) -> str:

@@ -52,6 +52,7 @@ class Cache:
         self.root = root
         self._index: Any = None
         self._pending: dict[str, str] = {}
+        self._absent = False
 
     def _ensure_dirs(self) -> None:
         try:
@@ -66,7 +67,8 @@ class Cache:
 
     def _open(self, *, create: bool) -> Any:
         if self._index is None:
-            if not create and not (self.root / "index").is_dir():
+            if not create and (self._absent or not (self.root / "index").is_dir()):
+                self._absent = True  # until this process writes; no need to stat every lookup
                 return None
             import diskcache
 

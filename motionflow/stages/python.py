@@ -7,6 +7,7 @@ import importlib
 import inspect
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +17,7 @@ from motionflow.errors import StageError
 from motionflow.keys import digest_text
 from motionflow.stages.base import BaseStage, FileArtifact, OutputKind, StageContext, StageResult
 
-__all__ = ["PythonParams", "PythonStage", "resolve_callable"]
+__all__ = ["PythonParams", "PythonStage", "resolve_callable", "source_digest"]
 
 
 class PythonParams(BaseModel):
@@ -57,12 +58,47 @@ def resolve_callable(call: str) -> Any:
     return func
 
 
-def _source_digest(func: Any, call: str) -> str:
+def _file_stamp(path: str | None) -> tuple[int, int]:
     try:
-        return digest_text(inspect.getsource(func))
+        st = Path(path).stat() if path else None
+    except OSError:
+        st = None
+    return (st.st_mtime_ns, st.st_size) if st else (0, 0)
+
+
+# call -> (module file stamp, source digest, when the stamp was read): a 10,000-variant sweep
+# reads the source once, and stats the module at most once a second.
+_DIGESTS: dict[str, tuple[tuple[int, int], str, float]] = {}
+_RESTAT_SECONDS = 1.0
+
+
+def source_digest(call: str) -> str:
+    """Digest of the called function's source, re-read (and its module reloaded) only when the
+    module's file changes.
+
+    Raises:
+        ValueError: the function cannot be imported or its source cannot be read.
+    """
+    hit = _DIGESTS.get(call)
+    now = time.monotonic()
+    if hit is not None and now - hit[2] < _RESTAT_SECONDS:
+        return hit[1]
+    func = resolve_callable(call)
+    module = sys.modules.get(getattr(func, "__module__", ""), None)
+    stamp = _file_stamp(getattr(module, "__file__", None))
+    if hit is not None and hit[0] == stamp:
+        _DIGESTS[call] = (stamp, hit[1], now)
+        return hit[1]
+    if hit is not None and module is not None:  # edited since imported: run the new code
+        importlib.reload(module)
+        func = resolve_callable(call)
+    try:
+        digest = digest_text(inspect.getsource(func))
     except (OSError, TypeError) as exc:
         msg = f"cannot read the source of {call!r} to key it ({exc}); define it in a .py file"
         raise ValueError(msg) from exc
+    _DIGESTS[call] = (stamp, digest, now)
+    return digest
 
 
 def _argument(value: Any) -> Any:
@@ -88,7 +124,7 @@ class PythonStage(BaseStage):
         """The digest of the function's source: editing the function re-runs the stage."""
         del provider
         assert isinstance(params, PythonParams)
-        return {"source": _source_digest(resolve_callable(params.call), params.call)}
+        return {"source": source_digest(params.call)}
 
     def watched_files(self, params: dict[str, Any]) -> list[Path]:
         """The module file defining the function (for the no-op fast path's stamp)."""
