@@ -36,10 +36,10 @@ stages:
 outputs: [prompt, shout]
 """
 
-STEPS = '''\
+STEPS = """\
 def shout(text):
     return text.upper()
-'''
+"""
 
 
 def _axis(prefix: str, n: int) -> str:
@@ -107,12 +107,18 @@ def main() -> None:
     print("motionflow no-op benchmark (whole processes, wall seconds, median of runs)")
     print(f"  python startup alone:                      {bare:6.3f}")
     print(f"  first run, 200 variants (400 instances):   {first:6.3f}")
-    print(f"  no-op re-run, 200 variants:                {statistics.median(noop):6.3f}"
-          f"   (target < 0.300; min {min(noop):.3f})")
-    print(f"  no-op re-run with --recheck (full plan):   {statistics.median(full):6.3f}"
-          f"   (min {min(full):.3f})")
-    print(f"  plan of 10,000 variants (20,000 instances): {statistics.median(plans):5.3f}"
-          f"   (target < 2.000; min {min(plans):.3f})")
+    print(
+        f"  no-op re-run, 200 variants:                {statistics.median(noop):6.3f}"
+        f"   (target < 0.300; min {min(noop):.3f})"
+    )
+    print(
+        f"  no-op re-run with --recheck (full plan):   {statistics.median(full):6.3f}"
+        f"   (min {min(full):.3f})"
+    )
+    print(
+        f"  plan of 10,000 variants (20,000 instances): {statistics.median(plans):5.3f}"
+        f"   (target < 2.000; min {min(plans):.3f})"
+    )
 
 
 if __name__ == "__main__":

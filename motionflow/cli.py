@@ -77,7 +77,12 @@ def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
 def _load(recipe: str, var: tuple[str, ...], allow_outside: bool) -> Recipe:
     from motionflow.recipe.loader import load_recipe
 
-    return load_recipe(recipe, overrides=_parse_vars(var), allow_outside_project=allow_outside)
+    return load_recipe(
+        recipe,
+        overrides=_parse_vars(var),
+        allow_outside_project=allow_outside,
+        keep_going=True,
+    )
 
 
 def _cache(cache_dir: str | None) -> Any:
@@ -116,26 +121,25 @@ def main() -> None:
 
 @main.command()
 @_recipe_options
-def validate(recipe: str, var: tuple[str, ...], allow_outside_project: bool) -> None:
+@_cache_option
+def validate(
+    recipe: str, var: tuple[str, ...], allow_outside_project: bool, cache_dir: str | None
+) -> None:
     """Check a recipe without running anything (exit 2 on problems)."""
-    from motionflow.graph import build_graph
+    from motionflow.plan import make_plan
 
     with _errors():
         loaded = _load(recipe, var, allow_outside_project)
-        graph = build_graph(loaded)
-        # Bind parameters too, so stage parameter errors (prompt too long, duration over the
-        # cap) are found now; this needs the cache only for input digests.
-        from motionflow.cache.store import Cache, default_cache_dir
-        from motionflow.plan import make_plan
-
-        cache = Cache(default_cache_dir())
+        # Planning binds every parameter, so stage parameter errors (prompt too long, duration
+        # over the cap) are found too; the cache is only read (and input digests memoised).
+        cache = _cache(cache_dir)
         try:
-            make_plan(loaded, cache, graph=graph)
+            planned = make_plan(loaded, cache)
         finally:
             cache.close()
-    _console().print(
-        f"[green]ok[/]: {loaded.display} is valid: {len(loaded.variants)} variant(s), "
-        f"{len(loaded.model.stages)} stage(s), {len(graph.instances)} stage instance(s)"
+    click.echo(
+        f"ok: {loaded.display} is valid: {len(loaded.variants)} variant(s), "
+        f"{len(loaded.model.stages)} stage(s), {len(planned.items)} stage instance(s)"
     )
 
 

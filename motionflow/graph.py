@@ -115,6 +115,7 @@ class Graph:
     by_variant: dict[str, dict[str, list[Instance]]]
     inputs: dict[str, LocalInput | RemoteInput]
     stage_order: list[str]
+    problems: list[Diagnostic] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,13 @@ class _Builder:
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
         self.smap = recipe.smap
-        self.problems: list[Diagnostic] = []
+        self.problems: list[Diagnostic] = list(recipe.problems)
         self.seen_problems: set[tuple[str, int, int]] = set()
+        # Stages with a problem, and inputs that are unusable: skipped (with everything that
+        # depends on them) so the remaining stages can still be checked in the same pass.
+        self.broken: set[str] = set(recipe.broken_stages)
+        self.bad_inputs: set[str] = set()
+        self.deps: dict[str, list[str]] = {}
         self.impls: dict[str, Stage] = {}
         self.templates: dict[str, Any] = {}
         self.refs: dict[str, list[tuple[Ref, ParamPath, int]]] = {}
@@ -192,6 +198,7 @@ class _Builder:
                     f"({spec!r} resolves to {str(path)!r}); move the file into the project, or "
                     "pass --allow-outside-project if you mean it",
                 )
+                self.bad_inputs.add(name)
                 continue
             if not path.is_file():
                 what = "is a folder" if path.is_dir() else "does not exist"
@@ -200,6 +207,7 @@ class _Builder:
                     f"input {name!r}: {spec!r} {what} (looked for {str(path)!r}); paths are "
                     "relative to the recipe's folder",
                 )
+                self.bad_inputs.add(name)
                 continue
             resolved[name] = LocalInput(name, path)
         return resolved
@@ -211,6 +219,7 @@ class _Builder:
                 impl = get_stage(spec.uses)
             except UnknownStageKind as exc:
                 self.problem(("stages", name, "uses"), str(exc))
+                self.broken.add(name)
                 continue
             self.impls[name] = impl
             if spec.takes > 1 and not impl.takes_allowed:
@@ -219,6 +228,7 @@ class _Builder:
                     f"stage {name!r} ({spec.uses}) is deterministic: {spec.takes} takes would be "
                     "identical copies; remove takes:",
                 )
+                self.broken.add(name)
             refs: list[tuple[Ref, ParamPath, int]] = []
             errors: list[tuple[ParamPath, RefSyntaxError]] = []
             self.templates[name] = _compile_params(spec.with_, ("with",), refs, errors)
@@ -229,16 +239,20 @@ class _Builder:
                     "${stages.NAME.FIELD} (and $${ for a literal ${)",
                     offset=bad.offset,
                 )
+                self.broken.add(name)
             self.refs[name] = refs
+        every = [*stages, *sorted(self.recipe.broken_stages)]
         for name, refs in self.refs.items():
             for ref, path, offset in refs:
-                self.check_ref(name, ref, ("stages", name, *path), offset)
+                if not self.check_ref(name, ref, ("stages", name, *path), offset):
+                    self.broken.add(name)
             for i, needed in enumerate(stages[name].needs):
-                if needed not in stages:
-                    self.unknown(("stages", name, "needs", i), "stage", needed, list(stages))
+                if needed not in every:
+                    self.unknown(("stages", name, "needs", i), "stage", needed, every)
+                    self.broken.add(name)
         for i, out in enumerate(self.recipe.model.outputs):
-            if out not in stages:
-                self.unknown(("outputs", i), "stage", out, list(stages))
+            if out not in every:
+                self.unknown(("outputs", i), "stage", out, every)
 
     def unknown(self, where: ParamPath, what: str, name: str, known: list[str], **kw: Any) -> None:
         close = difflib.get_close_matches(name, known, n=1)
@@ -246,20 +260,25 @@ class _Builder:
         listed = ", ".join(known) or "none"
         self.problem(where, f"unknown {what} {name!r}; {hint}known: {listed}", **kw)
 
-    def check_ref(self, stage: str, ref: Ref, where: ParamPath, offset: int) -> None:
+    def check_ref(self, stage: str, ref: Ref, where: ParamPath, offset: int) -> bool:
+        """Report a bad reference; False when ``stage`` cannot be built (quietly so when the
+        reference is to something already reported)."""
         if ref.scope == "inputs":
             if ref.name not in self.recipe.model.inputs:
                 self.unknown(
                     where, "input", ref.name, list(self.recipe.model.inputs), offset=offset
                 )
-            return
+                return False
+            return ref.name not in self.bad_inputs
+        if ref.name in self.recipe.broken_stages:
+            return False
         if ref.name not in self.recipe.model.stages:
-            known = list(self.recipe.model.stages)
+            known = [*self.recipe.model.stages, *sorted(self.recipe.broken_stages)]
             self.unknown(where, "stage", ref.name, known, offset=offset)
-            return
+            return False
         if ref.name == stage:
             self.problem(where, f"stage {stage!r} refers to itself", offset=offset)
-            return
+            return False
         impl = self.impls.get(ref.name)
         if impl is not None and ref.field not in impl.outputs:
             kind = self.recipe.model.stages[ref.name].uses
@@ -270,6 +289,8 @@ class _Builder:
                 list(impl.outputs),
                 offset=offset,
             )
+            return False
+        return True
 
     def order(self) -> list[str]:
         stages = self.recipe.model.stages
@@ -280,6 +301,7 @@ class _Builder:
             )
             for name in stages
         }
+        self.deps = deps
         order: list[str] = []
         state: dict[str, int] = {}
         stack: list[str] = []
@@ -292,6 +314,7 @@ class _Builder:
                     continue
                 if state.get(dep) == 1:
                     cycle = [*stack[stack.index(dep) :], dep]
+                    self.broken.update(cycle)
                     self.problem(
                         ("stages", dep),
                         "stages form a cycle: " + " -> ".join(cycle) + "; a stage cannot depend"
@@ -326,6 +349,7 @@ class _Builder:
                         f"{sorted(s or '' for s in sources)}, which already has several takes;"
                         " keep takes: on one of them",
                     )
+                    self.broken.add(name)
                 fan[name] = name
             elif len(sources) > 1:
                 self.problem(
@@ -335,10 +359,21 @@ class _Builder:
                     " give all but one takes: 1",
                     at_key=True,
                 )
+                self.broken.add(name)
                 fan[name] = None
             else:
                 fan[name] = next(iter(sources)) if sources else None
         return fan
+
+    def healthy(self, order: list[str]) -> list[str]:
+        """Stages with no problem of their own or upstream, in dependency order."""
+        good: list[str] = []
+        for name in order:
+            if name in self.broken or name not in self.impls:
+                continue
+            if all(d in good for d in self.deps[name] if d in self.recipe.model.stages):
+                good.append(name)
+        return good
 
     # -- per variant -------------------------------------------------------------------------
     def render_stage(self, stage: str, context: dict[str, Any]) -> Any:
@@ -374,6 +409,7 @@ class _Builder:
             except TemplateProblem as exc:
                 extra = f" (template line {exc.line})" if exc.line > 1 else ""
                 self.problem(("stages", stage, *path), exc.message + extra)
+                self.broken.add(stage)
                 return None
         if not value.refs:
             return text
@@ -441,20 +477,31 @@ def _identity(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-def build_graph(recipe: Recipe) -> Graph:
+def build_graph(recipe: Recipe, *, strict: bool = True) -> Graph:
     """Bind every stage to every variant, merge identical instances, order them.
 
+    Every static problem is collected in one pass: a stage with a problem (and whatever
+    depends on it) is left out, and the other stages are still checked and built.
+
+    Args:
+        recipe: a loaded recipe (possibly carrying problems found while loading).
+        strict: raise when there is any problem; otherwise return them in
+            :attr:`Graph.problems` with the instances of the healthy stages.
+
     Raises:
-        RecipeError: every static problem at once: unknown kinds, references, inputs, cycles,
-            template errors, with file:line:column.
+        RecipeError: (strict) unknown kinds, references, inputs, cycles, template errors,
+            each with file:line:column.
     """
     builder = _Builder(recipe)
     inputs = builder.check_inputs()
     builder.check_stages()
     order = builder.order()
     fan = builder.fans(order)
-    if builder.problems:
-        raise RecipeError(builder.problems)
+    for variant in recipe.variants:  # template errors, for every stage not already broken
+        context = {**recipe.vars, **dict(variant.values)}
+        for name in builder.healthy(order):
+            builder.render_stage(name, context)
+    healthy = builder.healthy(order)
 
     stages = recipe.model.stages
     instances: dict[tuple[Any, ...], Instance] = {}
@@ -462,9 +509,7 @@ def build_graph(recipe: Recipe) -> Graph:
     for variant in recipe.variants:
         context = {**recipe.vars, **dict(variant.values)}
         mine: dict[str, list[Instance]] = {}
-        for name in order:
-            if name not in builder.impls:
-                continue
+        for name in healthy:
             spec = stages[name]
             rendered = builder.render_stage(name, context)
             source = fan[name]
@@ -494,6 +539,6 @@ def build_graph(recipe: Recipe) -> Graph:
                 made.append(inst)
             mine[name] = made
         by_variant[variant.id] = mine
-    if builder.problems:
+    if strict and builder.problems:
         raise RecipeError(builder.problems)
-    return Graph(recipe, list(instances.values()), by_variant, inputs, order)
+    return Graph(recipe, list(instances.values()), by_variant, inputs, order, builder.problems)

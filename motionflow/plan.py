@@ -160,7 +160,7 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
     Raises:
         RecipeError: every parameter problem of every instance (each reported once).
     """
-    graph = graph or build_graph(recipe)
+    graph = graph or build_graph(recipe, strict=False)
     for folder in (recipe.root, recipe.path.parent):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
@@ -168,8 +168,8 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
     previous = Manifest.load(recipe.out_dir)
     provider = recipe.model.provider
     known: dict[str, dict[str, Any]] = {}
-    problems: list[Diagnostic] = []
-    seen: set[tuple[str, int, int]] = set()
+    problems: list[Diagnostic] = list(graph.problems)
+    seen: set[tuple[str, int, int]] = {(d.message, d.line, d.column) for d in problems}
     items: list[PlannedInstance] = []
     running: set[str] = set()
 

@@ -144,8 +144,14 @@ def bind(
                 text = f"unknown parameter {loc[-1]!r}; {hint}parameters: {', '.join(fields)}"
             elif err["type"] == "missing":
                 text = f"missing required parameter {loc[-1]!r}"
-            elif "input" in err and not isinstance(err["input"], dict | list | FileArtifact):
-                text = f"{text} (got {err['input']!r})"
+            else:
+                got = err.get("input")
+                if err["type"] != "value_error" and not isinstance(got, dict | list | FileArtifact):
+                    shown = repr(got)
+                    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                    text = f"{text} (got {shown})"
+                where = ".".join(str(p) for p in loc)
+                text = f"{where}: {text}" if where else text
             errors.append((loc, text))
     if waiting:
         ready = {k: v for k, v in values.items() if k not in waiting}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class Recipe:
         variants: the expanded matrix.
         vars: ``vars:`` with ``--var`` overrides applied.
         allow_outside_project: the user allowed input paths outside ``root``.
+        problems: problems found while loading (only with ``keep_going``); graph building and
+            planning add theirs and report all of them together.
+        broken_stages: stages dropped because their own definition is invalid.
     """
 
     path: Path
@@ -51,6 +54,8 @@ class Recipe:
     variants: list[Variant]
     vars: dict[str, Any]
     allow_outside_project: bool = False
+    problems: list[Diagnostic] = field(default_factory=list)
+    broken_stages: set[str] = field(default_factory=set)
 
     @property
     def out_dir(self) -> Path:
@@ -94,6 +99,10 @@ def _allowed_fields(parent: tuple[Any, ...]) -> list[str]:
 def _schema_diagnostics(exc: ValidationError, data: Any, smap: SourceMap) -> list[Diagnostic]:
     problems: list[Diagnostic] = []
     seen: set[tuple[Any, ...]] = set()
+    extras: dict[tuple[Any, ...], list[str]] = {}
+    for err in exc.errors():
+        if err["type"] == "extra_forbidden":
+            extras.setdefault(tuple(err["loc"][:-1]), []).append(str(err["loc"][-1]))
     for err in exc.errors():
         loc = tuple(err["loc"])
         # inputs are `str | RemoteInput`: keep only the branch that matches what was written
@@ -120,6 +129,8 @@ def _schema_diagnostics(exc: ValidationError, data: Any, smap: SourceMap) -> lis
         elif err["type"] == "missing":
             msg = f"missing required key {str(loc[-1])!r}"
             parent = loc[:-1]
+            if difflib.get_close_matches(str(loc[-1]), extras.get(parent, []), n=1):
+                continue  # a misspelt key is reported once, as unknown with "did you mean"
             if not parent:
                 msg += {
                     "version": "; start the recipe with `version: 1`",
@@ -139,11 +150,35 @@ def _schema_diagnostics(exc: ValidationError, data: Any, smap: SourceMap) -> lis
     return problems
 
 
+def _repair(data: dict[str, Any], exc: ValidationError) -> tuple[dict[str, Any], set[str]]:
+    """Drop what failed validation (whole stages, optional sections) so the rest of the
+    recipe can still be checked in the same pass."""
+    repaired = dict(data)
+    stages = dict(data.get("stages") or {}) if isinstance(data.get("stages"), dict) else None
+    broken: set[str] = set()
+    for err in exc.errors():
+        loc = err["loc"]
+        if not loc:
+            continue
+        top = str(loc[0])
+        if top == "stages" and stages is not None and len(loc) > 1:
+            broken.add(str(loc[1]))
+            stages.pop(str(loc[1]), None)
+        elif top == "version":
+            repaired["version"] = 1
+        elif top not in ("stages",):
+            repaired.pop(top, None)
+    if stages is not None:
+        repaired["stages"] = stages
+    return repaired, broken
+
+
 def load_recipe(
     path: str | Path,
     *,
     overrides: Mapping[str, Any] | None = None,
     allow_outside_project: bool = False,
+    keep_going: bool = False,
 ) -> Recipe:
     """Read, validate and expand a recipe file.
 
@@ -151,6 +186,8 @@ def load_recipe(
         path: the recipe file.
         overrides: ``--var`` values; each must name an existing var.
         allow_outside_project: allow input paths outside the project folder.
+        keep_going: return a recipe carrying its problems (in :attr:`Recipe.problems`) when
+            the rest of it can still be checked, so that later checks report theirs too.
 
     Raises:
         RecipeError: every problem found, each located at file:line:column.
@@ -170,12 +207,20 @@ def load_recipe(
         msg = "a recipe is a YAML mapping (version:, stages:, ...); this file holds "
         msg += "nothing" if data is None else f"a {type(data).__name__}"
         raise RecipeError([smap.diagnostic((), msg)])
+    problems: list[Diagnostic] = []
+    broken: set[str] = set()
     try:
         model = RecipeModel.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_schema_diagnostics(exc, data, smap)) from exc
+        problems = _schema_diagnostics(exc, data, smap)
+        if not keep_going:
+            raise RecipeError(problems) from exc
+        repaired, broken = _repair(data, exc)
+        try:
+            model = RecipeModel.model_validate(repaired)
+        except ValidationError:
+            raise RecipeError(problems) from exc
 
-    problems: list[Diagnostic] = []
     variables = dict(model.vars)
     for name, value in (overrides or {}).items():
         if name not in variables:
@@ -191,7 +236,7 @@ def load_recipe(
     for clash in sorted(axes & set(variables)):
         msg = f"{clash!r} is both a var and a matrix axis; rename one of them"
         problems.append(smap.diagnostic(("vars", clash), msg, at_key=True))
-    if problems:
+    if problems and not keep_going:
         raise RecipeError(problems)
     resolved = file.resolve()
     return Recipe(
@@ -204,4 +249,6 @@ def load_recipe(
         variants=variants,
         vars=variables,
         allow_outside_project=allow_outside_project,
+        problems=problems,
+        broken_stages=broken,
     )

@@ -135,6 +135,8 @@ def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and mark.line >= len(smap.lines) and exc.context_mark is not None:
+            mark = exc.context_mark  # "unexpected end of stream": point where it started
         line = mark.line + 1 if mark else 0
         column = mark.column + 1 if mark else 0
         source = smap.lines[line - 1] if 0 < line <= len(smap.lines) else ""

@@ -10,8 +10,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from motionflow.errors import UsageError
@@ -69,17 +69,20 @@ class MotionControlParams(BaseModel):
             raise ValueError(msg)
         return value
 
-    @model_validator(mode="after")
-    def _duration_cap(self) -> MotionControlParams:
-        cap = orientation_cap(self.character_orientation)
-        if self.duration > cap:
+    @field_validator("duration")
+    @classmethod
+    def _duration_cap(cls, value: float, info: ValidationInfo) -> float:
+        # character_orientation is declared (so validated) before duration
+        orientation = info.data.get("character_orientation", "image")
+        cap = orientation_cap(orientation)
+        if value > cap:
             msg = (
-                f"duration {self.duration:g} s is over the {cap:g} s cap of character_orientation:"
-                f" {self.character_orientation}; use duration <= {cap:g}"
+                f"{value:g} s is over the {cap:g} s cap of character_orientation: {orientation};"
+                f" use duration <= {cap:g}"
                 + (" or character_orientation: video (up to 30 s)" if cap < 30 else "")
             )
             raise ValueError(msg)
-        return self
+        return value
 
 
 @cache
