@@ -89,6 +89,7 @@ class RecipeError(MotionflowError):
     exit_code = 2
 
     def __post_init__(self) -> None:
+        self.diagnostics.sort(key=lambda d: (d.file, d.line, d.column))
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
