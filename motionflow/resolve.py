@@ -14,7 +14,7 @@ from motionflow.graph import Instance, Interp, Slot
 from motionflow.keys import instance_key
 from motionflow.stages.base import FileArtifact
 
-__all__ = ["UNRESOLVED", "Bound", "bind", "key_components", "record_outputs"]
+__all__ = ["UNRESOLVED", "Bound", "bind", "compute_key", "key_components", "record_outputs"]
 
 
 class _Unresolved:

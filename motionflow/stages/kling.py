@@ -118,7 +118,7 @@ class MotionControlStage(BaseStage):
         video = getattr(params, "video", None)
         reference = (
             _video_seconds(video.digest, str(video.path))
-            if isinstance(video, FileArtifact)
+            if isinstance(video, FileArtifact) and video.path.is_file()  # not fetched yet
             else None
         )
         duration = float(getattr(params, "duration", 5))

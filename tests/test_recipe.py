@@ -1,0 +1,135 @@
+"""The recipe language: matrix expansion, variant ids, references, templating, --var."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from motionflow.errors import RecipeError
+from motionflow.graph import Interp, Slot, build_graph
+from motionflow.recipe.loader import load_recipe, parse_var
+from motionflow.recipe.refs import Ref, RefSyntaxError, find_refs
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "motionflow.toml").write_text("")
+    path = tmp_path / "r.yaml"
+    path.write_text(body)
+    return path
+
+
+MATRIX = """\
+version: 1
+matrix:
+  outfit: [red jacket, white hoodie]
+  mode: [std, pro]
+  exclude: [{outfit: white hoodie, mode: pro}]
+  include:
+    - {outfit: red jacket, mode: pro, light: dusk}
+    - {outfit: gold cape, mode: std}
+stages:
+  p: {uses: prompt, with: {template: "{{ outfit }} {{ mode }}"}}
+"""
+
+
+def test_matrix_exclude_and_include_follow_github_rules(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, MATRIX))
+    cells = [dict(v.values) for v in recipe.variants]
+    assert cells == [
+        {"outfit": "red jacket", "mode": "std"},
+        {"outfit": "red jacket", "mode": "pro", "light": "dusk"},
+        {"outfit": "white hoodie", "mode": "std"},
+        {"outfit": "gold cape", "mode": "std"},
+    ]
+    assert [v.id for v in recipe.variants] == [
+        "red-jacket_std",
+        "red-jacket_pro_dusk",
+        "white-hoodie_std",
+        "gold-cape_std",
+    ]
+
+
+def test_variant_ids_are_stable_and_long_ones_get_a_hash(tmp_path: Path) -> None:
+    long = "a very long outfit description " * 4
+    body = f'version: 1\nmatrix: {{outfit: ["{long}", "A/B"]}}\nstages: {{p: {{uses: prompt, with: {{template: x}}}}}}\n'
+    first = [v.id for v in load_recipe(write(tmp_path, body)).variants]
+    again = [v.id for v in load_recipe(write(tmp_path, body)).variants]
+    assert first == again
+    assert len(first[0]) <= 60 and first[0].startswith("a-very-long-outfit")
+    assert first[1] == "a-b"
+
+
+def test_no_matrix_means_one_default_variant(tmp_path: Path) -> None:
+    body = "version: 1\nstages: {p: {uses: prompt, with: {template: hello}}}\n"
+    recipe = load_recipe(write(tmp_path, body))
+    assert [v.id for v in recipe.variants] == ["default"]
+
+
+def test_references_are_parsed_statically() -> None:
+    found = find_refs("a ${inputs.hero} b ${stages.p.text} $${literal} ${nonsense}")
+    kinds = [item for item, _, _ in found]
+    assert kinds[0] == Ref("inputs", "hero")
+    assert kinds[1] == Ref("stages", "p", "text")
+    assert isinstance(kinds[2], RefSyntaxError) and kinds[2].text == "${nonsense}"
+    assert len(found) == 3  # "$${" is an escape, not a reference
+
+
+def test_reference_inside_a_string_and_escape(tmp_path: Path) -> None:
+    body = """\
+version: 1
+stages:
+  p: {uses: prompt, with: {template: hello}}
+  q: {uses: prompt, with: {template: "${stages.p.text}, costs $${price}"}}
+"""
+    graph = build_graph(load_recipe(write(tmp_path, body)))
+    q = next(i for i in graph.instances if i.stage == "q")
+    value = q.params["template"]
+    assert isinstance(value, Interp)
+    assert isinstance(value.parts[0], Slot) and value.parts[1] == ", costs ${price}"
+
+
+def test_identical_instances_are_merged(tmp_path: Path) -> None:
+    body = """\
+version: 1
+matrix: {outfit: [a, b, c]}
+stages:
+  shared: {uses: prompt, with: {template: "same for all"}}
+  own: {uses: prompt, with: {template: "{{ outfit }} ${stages.shared.text}"}}
+"""
+    graph = build_graph(load_recipe(write(tmp_path, body)))
+    shared = [i for i in graph.instances if i.stage == "shared"]
+    assert len(shared) == 1 and len(shared[0].variants) == 3
+    assert len([i for i in graph.instances if i.stage == "own"]) == 3
+
+
+def test_var_override_must_name_a_var(tmp_path: Path) -> None:
+    body = "version: 1\nvars: {style: x}\nstages: {p: {uses: prompt, with: {template: '{{ style }}'}}}\n"
+    path = write(tmp_path, body)
+    assert load_recipe(path, overrides={"style": "beach"}).vars == {"style": "beach"}
+    with pytest.raises(RecipeError, match="did you mean 'style'"):
+        load_recipe(path, overrides={"styl": "beach"})
+
+
+def test_parse_var_reads_yaml_scalars() -> None:
+    assert parse_var("n=8") == ("n", 8)
+    assert parse_var("flag=true") == ("flag", True)
+    assert parse_var("style=neon rooftop") == ("style", "neon rooftop")
+    assert parse_var("empty=") == ("empty", "")
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_var("novalue")
+
+
+def test_file_reference_inside_a_longer_string_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    body = """\
+version: 1
+inputs: {a: a.png}
+stages:
+  p: {uses: prompt, with: {template: "look at ${inputs.a} please"}}
+"""
+    from motionflow.cache.store import Cache
+    from motionflow.plan import make_plan
+
+    with pytest.raises(RecipeError, match="is a file and cannot be part of a longer string"):
+        make_plan(load_recipe(write(tmp_path, body)), Cache(tmp_path / "cache"))
