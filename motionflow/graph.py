@@ -515,9 +515,13 @@ def build_graph(recipe: Recipe, *, strict: bool = True) -> Graph:
             source = fan[name]
             count = stages[source].takes if source else 1
             made: list[Instance] = []
+            linked = any(r.scope == "stages" for r, _, _ in builder.refs[name])
             for t in range(count):
-                params = _bind(rendered, _binder(mine, t))
-                upstream = [s.upstream for _, s in _walk_slots(params, ()) if s.upstream]
+                if linked:
+                    params = _bind(rendered, _binder(mine, t))
+                    upstream = [s.upstream for _, s in _walk_slots(params, ()) if s.upstream]
+                else:  # nothing to bind: the rendered parameters are shared as they are
+                    params, upstream = rendered, []
                 for needed in spec.needs:
                     upstream.extend(mine.get(needed, []))
                 take = t if source == name else 0

@@ -189,11 +189,10 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
         if bound.errors or bound.params is None:
             items.append(PlannedInstance(instance, "run", "invalid parameters"))
             continue
-        old = previous.components(entry_name(instance, instance.variants[0]))
         if not bound.complete:
             waits = sorted({u.label for u in instance.upstream if u.id in running})
             reason = f"waits for {', '.join(waits)}" if waits else "waits for an input download"
-            estimate = instance.impl.estimate(bound.params, provider)
+            estimate = _estimate(instance, bound.params, provider)
             items.append(PlannedInstance(instance, "run", reason, estimate=estimate))
             running.add(instance.id)
             continue
@@ -225,14 +224,22 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
             known[instance.id] = _evaluate(instance, bound.params)
         else:
             running.add(instance.id)
+        old = previous.components(entry_name(instance, instance.variants[0]))
         changes = describe_changes(old, components)
         reason = ", ".join(changes) or "not in the cache (cleared, or another --cache)"
-        estimate = instance.impl.estimate(bound.params, provider)
+        estimate = _estimate(instance, bound.params, provider)
         items.append(PlannedInstance(instance, "run", reason, key, components, estimate))
     if problems:
         raise RecipeError(problems)
     cache.flush()
     return Plan(recipe, graph, items, inputs, previous)
+
+
+_FREE = Estimate()
+
+
+def _estimate(instance: Instance, params: BaseModel, provider: str) -> Estimate:
+    return instance.impl.estimate(params, provider) if instance.impl.paid else _FREE
 
 
 def _evaluate(instance: Instance, params: BaseModel) -> dict[str, Any]:
