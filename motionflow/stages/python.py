@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -111,6 +113,34 @@ def _argument(value: Any) -> Any:
     return value
 
 
+async def _in_daemon_thread(func: Any, kwargs: dict[str, Any]) -> Any:
+    """Run a blocking function in a daemon thread.
+
+    Unlike ``asyncio.to_thread``, Ctrl-C does not wait for it: a thread cannot be stopped, so
+    an interrupted run abandons it (its work folder is already gone) and exits at once.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def target() -> None:
+        try:
+            outcome = (True, func(**kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (False, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed: the run was interrupted
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=target, name=f"python-stage-{func.__name__}", daemon=True).start()
+    return await future
+
+
 class PythonStage(BaseStage):
     """Run a user function. Sync functions run in a worker thread; async ones are awaited."""
 
@@ -144,7 +174,7 @@ class PythonStage(BaseStage):
             if inspect.iscoroutinefunction(func):
                 result = await func(**kwargs)
             else:
-                result = await asyncio.to_thread(func, **kwargs)
+                result = await _in_daemon_thread(func, kwargs)
         except Exception as exc:
             msg = f"{params.call} raised {type(exc).__name__}: {exc}"
             raise StageError(msg) from exc
