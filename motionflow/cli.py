@@ -91,6 +91,21 @@ def _cache(cache_dir: str | None) -> Any:
     return Cache(Path(cache_dir) if cache_dir else default_cache_dir())
 
 
+def _plan(
+    recipe: str, var: tuple[str, ...], allow_outside: bool, cache_dir: str | None
+) -> tuple[Recipe, Plan]:
+    from motionflow.plan import make_plan
+
+    with _errors():
+        loaded = _load(recipe, var, allow_outside)
+        cache = _cache(cache_dir)
+        try:
+            return loaded, make_plan(loaded, cache)
+        finally:
+            cache.close()
+    raise AssertionError  # pragma: no cover - _errors() exits
+
+
 def _recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--allow-outside-project",
@@ -126,17 +141,9 @@ def validate(
     recipe: str, var: tuple[str, ...], allow_outside_project: bool, cache_dir: str | None
 ) -> None:
     """Check a recipe without running anything (exit 2 on problems)."""
-    from motionflow.plan import make_plan
-
-    with _errors():
-        loaded = _load(recipe, var, allow_outside_project)
-        # Planning binds every parameter, so stage parameter errors (prompt too long, duration
-        # over the cap) are found too; the cache is only read (and input digests memoised).
-        cache = _cache(cache_dir)
-        try:
-            planned = make_plan(loaded, cache)
-        finally:
-            cache.close()
+    # Planning binds every parameter, so stage parameter errors (prompt too long, duration
+    # over the cap) are found too; the cache is only read (and input digests memoised).
+    loaded, planned = _plan(recipe, var, allow_outside_project, cache_dir)
     click.echo(
         f"ok: {loaded.display} is valid: {len(loaded.variants)} variant(s), "
         f"{len(loaded.model.stages)} stage(s), {len(planned.items)} stage instance(s)"
@@ -244,15 +251,7 @@ def plan(
     show_all: bool,
 ) -> None:
     """Show what a run would do: each instance's status, reason and cost."""
-    from motionflow.plan import make_plan
-
-    with _errors():
-        loaded = _load(recipe, var, allow_outside_project)
-        cache = _cache(cache_dir)
-        try:
-            planned = make_plan(loaded, cache)
-        finally:
-            cache.close()
+    _, planned = _plan(recipe, var, allow_outside_project, cache_dir)
     if as_json:
         click.echo(json.dumps(_plan_json(planned)))
     else:

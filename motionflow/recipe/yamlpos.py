@@ -79,6 +79,15 @@ class SourceMap:
 _constructor = yaml.constructor.SafeConstructor()
 
 
+def _at_mark(smap: SourceMap, mark: yaml.Mark | None, message: str) -> Diagnostic:
+    """A diagnostic at a PyYAML mark (0-based) showing that line."""
+    if mark is None:
+        return Diagnostic(message, smap.filename)
+    line = mark.line + 1
+    source = smap.lines[mark.line] if mark.line < len(smap.lines) else ""
+    return Diagnostic(message, smap.filename, line, mark.column + 1, source)
+
+
 def _build(node: yaml.Node, path: Path_, smap: SourceMap, problems: list[Diagnostic]) -> Any:
     mark = node.start_mark
     style = getattr(node, "style", None)
@@ -91,30 +100,18 @@ def _build(node: yaml.Node, path: Path_, smap: SourceMap, problems: list[Diagnos
             key = _constructor.construct_object(key_node, deep=True)
             key_mark = key_node.start_mark
             if not isinstance(key, str | int | float | bool) or key is None:
-                problems.append(
-                    Diagnostic(
-                        "mapping keys must be plain words; quote this key or rename it",
-                        smap.filename,
-                        key_mark.line + 1,
-                        key_mark.column + 1,
-                        smap.lines[key_mark.line] if key_mark.line < len(smap.lines) else "",
-                    )
-                )
+                msg = "mapping keys must be plain words; quote this key or rename it"
+                problems.append(_at_mark(smap, key_mark, msg))
                 continue
             key = str(key)
             child = (*path, key)
             if key in result:
                 first = smap.keys[child]
-                problems.append(
-                    Diagnostic(
-                        f"duplicate key {key!r} (first defined on line {first.line}); YAML would"
-                        " silently keep only the last one: remove or rename one of them",
-                        smap.filename,
-                        key_mark.line + 1,
-                        key_mark.column + 1,
-                        smap.lines[key_mark.line] if key_mark.line < len(smap.lines) else "",
-                    )
+                msg = (
+                    f"duplicate key {key!r} (first defined on line {first.line}); YAML would"
+                    " silently keep only the last one: remove or rename one of them"
                 )
+                problems.append(_at_mark(smap, key_mark, msg))
                 continue
             smap.keys[child] = Position(key_mark.line + 1, key_mark.column + 1)
             result[key] = _build(value_node, child, smap, problems)
@@ -137,15 +134,11 @@ def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
         mark = exc.problem_mark or exc.context_mark
         if mark is not None and mark.line >= len(smap.lines) and exc.context_mark is not None:
             mark = exc.context_mark  # "unexpected end of stream": point where it started
-        line = mark.line + 1 if mark else 0
-        column = mark.column + 1 if mark else 0
-        source = smap.lines[line - 1] if 0 < line <= len(smap.lines) else ""
-        problem = exc.problem or "invalid YAML"
-        msg = f"YAML syntax error: {problem}"
+        msg = f"YAML syntax error: {exc.problem or 'invalid YAML'}"
         if exc.context:
             msg += f" ({exc.context})"
         msg += "; check indentation, colons and quotes on this line or the one above"
-        raise RecipeError([Diagnostic(msg, filename, line, column, source)]) from exc
+        raise RecipeError([_at_mark(smap, mark, msg)]) from exc
     except yaml.YAMLError as exc:
         raise RecipeError([Diagnostic(f"YAML error: {exc}", filename)]) from exc
     if node is None:
@@ -154,12 +147,8 @@ def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
     try:
         data = _build(node, (), smap, problems)
     except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark else 0
-        col = mark.column + 1 if mark else 0
-        source = smap.lines[line - 1] if 0 < line <= len(smap.lines) else ""
         msg = f"{exc.problem}; recipes only hold plain YAML (strings, numbers, lists, mappings)"
-        raise RecipeError([Diagnostic(msg, filename, line, col, source)]) from exc
+        raise RecipeError([_at_mark(smap, exc.problem_mark, msg)]) from exc
     if problems:
         raise RecipeError(problems)
     return data, smap
