@@ -386,7 +386,7 @@ def run(
         summary = check_stamp(cache_root, Path(recipe), list(var), allow_outside_project)
         if summary is not None:
             if as_json:
-                click.echo(json.dumps(summary, indent=1))
+                click.echo(json.dumps(summary))
             else:
                 click.echo(_nothing_to_do(summary["cached"], summary["saved_usd"]))
             return
@@ -411,7 +411,7 @@ def run(
         finally:
             cache.close()
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=1))
+        click.echo(json.dumps(result.to_json()))
     else:
         _print_result(result, planned, console)
     sys.exit(result.exit_code)

@@ -24,6 +24,7 @@ from motionflow.events import (
     JobSubmitted,
     OutputWritten,
     RunStarted,
+    Warning,
 )
 from motionflow.graph import Instance
 from motionflow.manifest import entry_name
@@ -293,8 +294,7 @@ async def _fetch_remote_inputs(plan: Plan, cache: Cache) -> None:
     needed = [
         (name, spec)
         for name, spec in plan.graph.inputs.items()
-        if isinstance(spec, RemoteInput)
-        and (plan.inputs.get(name) is None or not plan.inputs[name].path.is_file())  # type: ignore[union-attr]
+        if isinstance(spec, RemoteInput) and plan.inputs.get(name) is None
     ]
     results = await asyncio.gather(*(fetch_input(name, spec, cache) for name, spec in needed))
     for (name, _), artifact in zip(needed, results, strict=True):
@@ -325,13 +325,24 @@ async def execute(
             reporter(event)
 
     if max_usd is not None and plan.estimated_usd > max_usd + 1e-9:
-        bound = "" if plan.exact else " at most"
-        msg = (
-            f"the plan costs{bound} ${plan.estimated_usd:.2f}, over the budget of ${max_usd:.2f}"
-            f" ({len([p for p in plan.to_run if p.estimate.usd])} generations to submit); raise "
-            "--max-usd or budget.max_usd, or trim the matrix. Nothing was submitted"
+        # Exact prices over the budget: refuse now. Upper bounds (a clip an earlier stage
+        # makes, a result that may turn out cached) only warn; each job's price is reserved
+        # before it is submitted, so the budget still holds.
+        known = round(sum(p.estimate.usd for p in plan.to_run if p.estimate.exact), 2)
+        if known > max_usd + 1e-9:
+            msg = (
+                f"the plan costs ${known:.2f}, over the budget of ${max_usd:.2f} "
+                f"({len([p for p in plan.to_run if p.estimate.usd])} generations to submit); "
+                "raise --max-usd or budget.max_usd, or trim the matrix. Nothing was submitted"
+            )
+            raise BudgetError(msg)
+        emit(
+            Warning(
+                f"the plan costs at most ${plan.estimated_usd:.2f}, over the budget of "
+                f"${max_usd:.2f}; each generation's price is reserved before it is submitted, "
+                "and those past the budget are skipped (exit 3)"
+            )
         )
-        raise BudgetError(msg)
     await _fetch_remote_inputs(plan, cache)
     workers = max(1, jobs or os.cpu_count() or 1)
     run = _Run(plan, cache, emit, workers, max_usd, backend or LocalBackend(), result)
@@ -356,6 +367,7 @@ async def execute(
         names = {
             entry_name(item.instance, v) for item in plan.items for v in item.instance.variants
         }
-        run.manifest.keep_only(names)
+        if not run.result.failed and not run.result.blocked:
+            run.manifest.keep_only(names)  # stale outputs go only after a complete run
         run.manifest.save()
     return result

@@ -88,5 +88,4 @@ async def fetch_input(
     cache.set("url:" + spec.url, digest)
     cache.set("pin:sha256:" + actual, digest)
     ext = Path(spec.url.split("?")[0]).suffix.lower()
-    identity = "sha256:" + actual if spec.sha256 else digest
-    return FileArtifact(identity, cache.blob_path(digest), ext)
+    return FileArtifact(digest, cache.blob_path(digest), ext)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -83,11 +84,25 @@ class Manifest:
             entry["files"] = old["files"]
         self.entries[name] = entry
 
-    def keep_only(self, names: set[str]) -> None:
-        """Forget entries of stages or variants that are no longer in the recipe."""
-        for name in list(self.entries):
-            if name not in names:
-                del self.entries[name]
+    def keep_only(self, names: set[str]) -> list[Path]:
+        """Forget entries of stages, variants or takes no longer in the recipe, and delete the
+        files they wrote if nobody changed them since. Returns the deleted files."""
+        base = self.path.parent
+        kept = {rel for n in names for rel in self.entries.get(n, {}).get("files", {})}
+        deleted: list[Path] = []
+        for name in [n for n in self.entries if n not in names]:
+            for rel, (size, mtime_ns) in self.entries.pop(name).get("files", {}).items():
+                path = base / rel
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                if rel not in kept and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                    path.unlink()
+                    deleted.append(path)
+                    with contextlib.suppress(OSError):  # only if now empty
+                        path.parent.rmdir()
+        return deleted
 
     def save(self) -> bool:
         """Write the manifest if anything changed; returns whether it wrote."""

@@ -88,8 +88,8 @@ def resolve_inputs(
 ) -> dict[str, FileArtifact | None]:
     """Digest local inputs (through the stat memo) and look up remote ones.
 
-    A pinned remote input is identified by its pin, so it is planned without network; an
-    unpinned one is known only once fetched (None until then).
+    A remote input is known (by its content digest) once fetched; until then it is None and
+    the instances using it plan as "waits for an input download".
     """
     artifacts: dict[str, FileArtifact | None] = {}
     for name, spec in inputs.items():
@@ -97,17 +97,17 @@ def resolve_inputs(
             digest = cache.digest_path(spec.path)
             artifacts[name] = FileArtifact(digest, spec.path, spec.path.suffix.lower())
             continue
-        fetched: str | None = cache.get("url:" + spec.url)
+        # Remote files are keyed by their content (blake3), like local ones, so the same bytes
+        # from a URL, a pinned URL or a local path are one generation, paid once.
         ext = Path(spec.url.split("?")[0]).suffix.lower()
         if spec.sha256:
-            pin = "sha256:" + spec.sha256.lower()
-            stored: str | None = cache.get("pin:" + pin)
-            path = cache.blob_path(stored) if stored else Path("/nonexistent")
-            artifacts[name] = FileArtifact(pin, path, ext)
-        elif fetched:
-            artifacts[name] = FileArtifact(fetched, cache.blob_path(fetched), ext)
+            stored: str | None = cache.get("pin:sha256:" + spec.sha256.lower())
         else:
-            artifacts[name] = None
+            stored = cache.get("url:" + spec.url)
+        if stored and cache.has_blob(stored):
+            artifacts[name] = FileArtifact(stored, cache.blob_path(stored), ext)
+        else:
+            artifacts[name] = None  # fetched at the start of the run
     return artifacts
 
 
@@ -175,13 +175,23 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
 
     def problem(instance: Instance, path: tuple[str | int, ...], message: str) -> None:
         diag = recipe.smap.diagnostic(
-            _where(instance, path), f"stage {instance.stage!r}: {message}"
+            _where(instance, path),
+            f"stage {instance.stage!r}: {message}",
+            at_key=message.startswith("unknown parameter"),
         )
         marker = (diag.message, diag.line, diag.column)
         if marker not in seen:
             seen.add(marker)
             problems.append(diag)
 
+    if provider == "empiriolabs" and any(i.impl.paid for i in graph.instances):
+        problems.append(
+            recipe.smap.diagnostic(
+                ("provider",),
+                "provider empiriolabs (the real, paid API) is not available in this version of "
+                "motionflow; use provider: simulate, which prices every generation the same way",
+            )
+        )
     for instance in graph.instances:
         bound = bind(instance, known, inputs)
         for path, message in bound.errors:

@@ -116,11 +116,13 @@ def bind(
     model = instance.impl.Params
     errors: list[tuple[tuple[str | int, ...], str]] = []
     values: dict[str, Any] = {}
+    failed: set[str] = set()
     for name, raw in instance.params.items():
         try:
             values[name] = _resolve(raw, known, inputs)
         except LookupError as exc:
             errors.append(((name,), str(exc.args[0])))
+            failed.add(name)
     waiting = {k for k, v in values.items() if _contains_unresolved(v)}
     try:
         params: BaseModel | None = model.model_validate(
@@ -130,9 +132,7 @@ def bind(
         params = None
         for err in exc.errors():
             loc = tuple(err["loc"])
-            if loc and loc[0] in waiting:
-                continue
-            if err["type"] == "missing" and loc and loc[0] in waiting:
+            if loc and (loc[0] in waiting or loc[0] in failed):
                 continue
             text = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
@@ -154,8 +154,11 @@ def bind(
                 text = f"{where}: {text}" if where else text
             errors.append((loc, text))
     if waiting:
-        ready = {k: v for k, v in values.items() if k not in waiting}
-        return Bound(model.model_construct(**ready), False, errors, waiting)
+        # Waiting fields hold UNRESOLVED, so estimates can tell "not known yet" from a default.
+        partial: dict[str, Any] = {
+            k: (UNRESOLVED if k in waiting else v) for k, v in values.items()
+        }
+        return Bound(model.model_construct(**partial), False, errors, waiting)
     return Bound(params, params is not None and not errors, errors, waiting)
 
 

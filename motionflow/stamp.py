@@ -58,7 +58,7 @@ def _context(
         "recipe": str(recipe),
         "recipe_digest": blake3.blake3(recipe.read_bytes()).hexdigest(),
         "root": str(find_project_root(recipe.parent)),
-        "vars": sorted(raw_vars),
+        "vars": list(raw_vars),  # in order: a repeated --var takes the last value
         "allow_outside_project": allow_outside,
         "env": {k: os.environ.get(k) for k in _ENV},
     }

@@ -109,3 +109,17 @@ def test_only_http_urls_are_accepted(project: Project) -> None:
     proc = project.cli("validate", "remote.yaml")
     assert proc.returncode == 2
     assert "remote.yaml:5:" in proc.stderr and "should match pattern '^https?://'" in proc.stderr
+
+
+def test_same_bytes_from_a_url_or_a_file_are_one_generation(
+    project: Project, server: _Server
+) -> None:
+    project.write("local.yaml", RECIPE.replace("{DANCE}", "assets/dance.mp4"))
+    assert project.run_json("local.yaml")["jobs_submitted"] == 1
+    spec = f'{{url: "{server.url}/dance.mp4", sha256: "{SHA}"}}'
+    project.write(
+        "remote.yaml", RECIPE.replace("{DANCE}", spec).replace("name: remote", "name: remote2")
+    )
+    result = project.run_json("remote.yaml")
+    assert result["_exit"] == 0, result["_stderr"]
+    assert (result["jobs_submitted"], result["cached"]) == (0, 2)

@@ -262,5 +262,22 @@ def test_schema_describes_stage_parameters(project: Project) -> None:
     proc = project.cli("schema")
     schema = json.loads(proc.stdout)
     kling = schema["$defs"]["Params_kling_motion_control"]
-    assert kling["properties"]["mode"]["enum"] == ["std", "pro"]
+    mode = kling["properties"]["mode"]
+    assert mode["anyOf"][0]["enum"] == ["std", "pro"]
+    assert mode["anyOf"][1]["type"] == "string"  # "{{ mode }}" is valid too
     assert "stages" in schema["required"] and "version" in schema["required"]
+
+
+def test_out_mirrors_the_recipe(project: Project) -> None:
+    """Files of takes and variants no longer in the recipe leave out/ (the cache keeps them)."""
+    recipe = demo(project, takes=1)
+    project.run_json("demo.yaml")
+    folder = project.out("demo") / "red-jacket"
+    assert (folder / "take.mp4").is_file()
+    demo(project, takes=2)
+    assert project.run_json("demo.yaml")["jobs_submitted"] == 2  # take 1 was reused
+    assert sorted(p.name for p in folder.glob("take*.mp4")) == ["take-1.mp4", "take-2.mp4"]
+    recipe.write_text(recipe.read_text().replace("white hoodie", "black hoodie"))
+    project.run_json("demo.yaml")
+    assert not (project.out("demo") / "white-hoodie").exists()
+    assert (project.out("demo") / "black-hoodie" / "take-2.mp4").is_file()

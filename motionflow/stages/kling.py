@@ -121,13 +121,19 @@ class MotionControlStage(BaseStage):
             if isinstance(video, FileArtifact) and video.path.is_file()  # not fetched yet
             else None
         )
-        duration = float(getattr(params, "duration", 5))
-        orientation = str(getattr(params, "character_orientation", "image"))
-        mode = str(getattr(params, "mode", "std"))
-        seconds = billable_seconds(reference, duration, orientation_cap(orientation))
-        return Estimate(
-            usd=price_table().usd(mode, seconds), seconds=seconds, exact=reference is not None
-        )
+        # A setting that an earlier stage produces is not known yet: assume the dearest.
+        duration = getattr(params, "duration", 5)
+        orientation = getattr(params, "character_orientation", "image")
+        mode = getattr(params, "mode", "std")
+        exact = reference is not None
+        if not isinstance(duration, int | float):
+            duration, exact = 30.0, False
+        if orientation not in _CAPS:
+            orientation, exact = "video", False
+        if mode not in ("std", "pro"):
+            mode, exact = "pro", False
+        seconds = billable_seconds(reference, float(duration), orientation_cap(orientation))
+        return Estimate(usd=price_table().usd(mode, seconds), seconds=seconds, exact=exact)
 
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Submit, wait and download; with ``simulate``, render a labelled stand-in video."""

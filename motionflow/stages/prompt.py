@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from motionflow.stages.base import BaseStage, OutputKind
 
@@ -23,6 +23,15 @@ class PromptParams(BaseModel):
         " keeps its cache key.",
     )
 
+    @field_validator("template")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        # stripped before keying: surrounding white space never changes the prompt
+        if not value.strip():
+            msg = "the template renders to nothing but white space"
+            raise ValueError(msg)
+        return value.strip()
+
 
 class PromptStage(BaseStage):
     """Render a prompt. Static: its text is known (and keyed) before anything runs."""
@@ -36,4 +45,4 @@ class PromptStage(BaseStage):
     def evaluate(self, params: BaseModel) -> dict[str, Any]:
         """Return ``{"text": ...}``, the rendered template without surrounding white space."""
         assert isinstance(params, PromptParams)
-        return {"text": params.template.strip()}
+        return {"text": params.template}
