@@ -170,7 +170,6 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
     known: dict[str, dict[str, Any]] = {}
     problems: list[Diagnostic] = list(graph.problems)
     seen: set[tuple[str, int, int]] = {(d.message, d.line, d.column) for d in problems}
-    items: list[PlannedInstance] = []
     running: set[str] = set()
 
     def problem(instance: Instance, path: tuple[str | int, ...], message: str) -> None:
@@ -192,53 +191,46 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
                 "motionflow; use provider: simulate, which prices every generation the same way",
             )
         )
+    planned: dict[str, PlannedInstance] = {}
+    by_stage: dict[str, list[Instance]] = {}
     for instance in graph.instances:
-        bound = bind(instance, known, inputs)
-        for path, message in bound.errors:
-            problem(instance, path, message)
-        if bound.errors or bound.params is None:
-            items.append(PlannedInstance(instance, "run", "invalid parameters"))
-            continue
-        if not bound.complete:
-            waits = sorted({u.label for u in instance.upstream if u.id in running})
-            reason = f"waits for {', '.join(waits)}" if waits else "waits for an input download"
-            estimate = _estimate(instance, bound.params, provider)
-            items.append(PlannedInstance(instance, "run", reason, estimate=estimate))
-            running.add(instance.id)
-            continue
-        try:
-            components = key_components(instance, bound.params, provider)
-        except ValueError as exc:
-            problem(instance, ("call",), str(exc))
-            items.append(PlannedInstance(instance, "run", "invalid parameters"))
-            continue
-        key = compute_key(components)
-        record = cache.get_result(key)
-        if record is not None:
-            outputs = record_outputs(record, cache.blob_path)
-            known[instance.id] = outputs
-            saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
-            items.append(
-                PlannedInstance(
-                    instance,
-                    "cached",
-                    "unchanged",
-                    key,
-                    components,
-                    saved_usd=saved,
-                    outputs=outputs,
-                )
+        by_stage.setdefault(instance.stage, []).append(instance)
+    # Stage by stage (a stage's inputs come from earlier stages only), so the cache is asked
+    # once per stage for all its keys rather than once per instance.
+    for stage in graph.stage_order:
+        keyed: list[tuple[Instance, BaseModel, dict[str, Any], str]] = []
+        for instance in by_stage.get(stage, []):
+            bound = bind(instance, known, inputs)
+            for path, message in bound.errors:
+                problem(instance, path, message)
+            if bound.errors or bound.params is None:
+                planned[instance.id] = PlannedInstance(instance, "run", "invalid parameters")
+                continue
+            if not bound.complete:
+                waits = sorted({u.label for u in instance.upstream if u.id in running})
+                reason = f"waits for {', '.join(waits)}" if waits else "waits for an input download"
+                estimate = _estimate(instance, bound.params, provider)
+                planned[instance.id] = PlannedInstance(instance, "run", reason, estimate=estimate)
+                running.add(instance.id)
+                continue
+            try:
+                components = key_components(instance, bound.params, provider)
+            except ValueError as exc:
+                problem(instance, ("call",), str(exc))
+                planned[instance.id] = PlannedInstance(instance, "run", "invalid parameters")
+                continue
+            keyed.append((instance, bound.params, components, compute_key(components)))
+        records = cache.get_results([key for *_, key in keyed])
+        for instance, params, components, key in keyed:
+            item = _keyed(
+                instance, params, components, key, records.get(key), cache, previous, provider
             )
-            continue
-        if instance.impl.static:
-            known[instance.id] = _evaluate(instance, bound.params)
-        else:
-            running.add(instance.id)
-        old = previous.components(entry_name(instance, instance.variants[0]))
-        changes = describe_changes(old, components)
-        reason = ", ".join(changes) or "not in the cache (cleared, or another --cache)"
-        estimate = _estimate(instance, bound.params, provider)
-        items.append(PlannedInstance(instance, "run", reason, key, components, estimate))
+            planned[instance.id] = item
+            if item.outputs is not None:
+                known[instance.id] = item.outputs
+            else:
+                running.add(instance.id)
+    items = [planned[i.id] for i in graph.instances if i.id in planned]
     if problems:
         raise RecipeError(problems)
     cache.flush()
@@ -246,6 +238,33 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
 
 
 _FREE = Estimate()
+
+
+def _keyed(
+    instance: Instance,
+    params: BaseModel,
+    components: dict[str, Any],
+    key: str,
+    record: dict[str, Any] | None,
+    cache: Cache,
+    previous: Manifest,
+    provider: str,
+) -> PlannedInstance:
+    """Plan an instance whose key is known: a hit, or a miss with its reason and price."""
+    if record is not None:
+        outputs = record_outputs(record, cache.blob_path)
+        saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
+        return PlannedInstance(
+            instance, "cached", "unchanged", key, components, saved_usd=saved, outputs=outputs
+        )
+    old = previous.components(entry_name(instance, instance.variants[0]))
+    reason = ", ".join(describe_changes(old, components)) or (
+        "not in the cache (cleared, or another --cache)"
+    )
+    estimate = _estimate(instance, params, provider)
+    # a static stage's outputs are known without running it (its text keys what follows)
+    evaluated = _evaluate(instance, params) if instance.impl.static else None
+    return PlannedInstance(instance, "run", reason, key, components, estimate, outputs=evaluated)
 
 
 def _estimate(instance: Instance, params: BaseModel, provider: str) -> Estimate:
