@@ -497,21 +497,21 @@ def build_graph(recipe: Recipe, *, strict: bool = True) -> Graph:
     builder.check_stages()
     order = builder.order()
     fan = builder.fans(order)
-    for variant in recipe.variants:  # template errors, for every stage not already broken
+    rendered_by: dict[tuple[int, str], Any] = {}
+    for vi, variant in enumerate(recipe.variants):  # every template error, before building
         context = {**recipe.vars, **dict(variant.values)}
         for name in builder.healthy(order):
-            builder.render_stage(name, context)
+            rendered_by[vi, name] = builder.render_stage(name, context)
     healthy = builder.healthy(order)
 
     stages = recipe.model.stages
     instances: dict[tuple[Any, ...], Instance] = {}
     by_variant: dict[str, dict[str, list[Instance]]] = {}
-    for variant in recipe.variants:
-        context = {**recipe.vars, **dict(variant.values)}
+    for vi, variant in enumerate(recipe.variants):
         mine: dict[str, list[Instance]] = {}
         for name in healthy:
             spec = stages[name]
-            rendered = builder.render_stage(name, context)
+            rendered = rendered_by[vi, name]
             source = fan[name]
             count = stages[source].takes if source else 1
             made: list[Instance] = []
