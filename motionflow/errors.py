@@ -8,7 +8,7 @@
     ├── InputError                   exit 2  a recipe input is missing, unreadable or off its pin
     ├── MediaError                   exit 2  unreadable media, or media that breaks a rule
     │   └── ToolNotFoundError        exit 2  no usable ffmpeg binary
-    ├── CacheError                   exit 1  the cache directory is unusable or inconsistent
+    ├── CacheError                   exit 2  the cache directory is unusable (path, permissions)
     ├── StageError                   exit 1  a stage failed while running
     ├── ProviderError                exit 1  a generation provider failed
     └── BudgetError                  exit 3  the plan costs more than the budget allows
@@ -115,7 +115,9 @@ class ToolNotFoundError(MediaError):
 
 
 class CacheError(MotionflowError):
-    """The cache directory cannot be used (permissions, corruption, lock trouble)."""
+    """The cache directory cannot be used (a file in the way, permissions, a broken index)."""
+
+    exit_code = 2
 
 
 class StageError(MotionflowError):

@@ -27,10 +27,11 @@ from motionflow.events import (
     Warning,
 )
 from motionflow.graph import Instance
+from motionflow.keys import instance_key
 from motionflow.manifest import entry_name
 from motionflow.materialize import materialize
 from motionflow.plan import Plan, PlannedInstance
-from motionflow.resolve import bind, compute_key, key_components, record_outputs
+from motionflow.resolve import bind, key_components, record_outputs
 from motionflow.stages.base import StageContext
 
 __all__ = ["Backend", "LocalBackend", "RunResult", "execute"]
@@ -146,10 +147,8 @@ class _Run:
                 self.result.blocked += 1
                 self.emit(InstanceBlocked(inst.stage, inst.label, because))
                 raise _Blocked(because) from None
-        if item.status == "cached" and item.key and item.outputs is not None:
-            record = self.cache.get_result(item.key)
-            if record is not None:
-                return self.finish_cached(item, item.key, item.components or {}, record)
+        if item.status == "cached" and item.key and item.record is not None:
+            return self.finish_cached(item, item.key, item.components or {}, item.record)
         bound = bind(inst, self.known, self.plan.inputs)
         if not bound.complete or bound.params is None:
             msg = "; ".join(m for _, m in bound.errors) or f"unresolved {sorted(bound.waiting)}"
@@ -159,7 +158,7 @@ class _Run:
             components = key_components(inst, bound.params, provider)
         except ValueError as exc:
             return self.fail(inst, str(exc))
-        key = compute_key(components)
+        key = instance_key(components)
         record = self.cache.get_result(key)
         if record is not None:
             return self.finish_cached(item, key, components, record)

@@ -13,10 +13,11 @@ from pydantic import BaseModel
 from motionflow.cache.store import Cache
 from motionflow.errors import Diagnostic, RecipeError
 from motionflow.graph import Graph, Instance, LocalInput, build_graph
+from motionflow.keys import instance_key
 from motionflow.manifest import Manifest, entry_name
 from motionflow.recipe.loader import Recipe
 from motionflow.recipe.schema import RemoteInput
-from motionflow.resolve import bind, compute_key, key_components, record_outputs
+from motionflow.resolve import bind, key_components, record_outputs
 from motionflow.stages.base import Estimate, FileArtifact
 
 __all__ = ["Plan", "PlannedInstance", "describe_changes", "make_plan", "resolve_inputs"]
@@ -35,6 +36,7 @@ class PlannedInstance:
         estimate: cost of running it (0 when cached).
         saved_usd: what reusing it saves, when cached.
         outputs: the outputs, when known (cached, or static stages).
+        record: the cache record of a hit.
     """
 
     instance: Instance
@@ -45,6 +47,7 @@ class PlannedInstance:
     estimate: Estimate = field(default_factory=Estimate)
     saved_usd: float = 0.0
     outputs: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None
 
 
 @dataclass
@@ -219,7 +222,7 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
                 problem(instance, ("call",), str(exc))
                 planned[instance.id] = PlannedInstance(instance, "run", "invalid parameters")
                 continue
-            keyed.append((instance, bound.params, components, compute_key(components)))
+            keyed.append((instance, bound.params, components, instance_key(components)))
         records = cache.get_results([key for *_, key in keyed])
         for instance, params, components, key in keyed:
             item = _keyed(
@@ -255,7 +258,14 @@ def _keyed(
         outputs = record_outputs(record, cache.blob_path)
         saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
         return PlannedInstance(
-            instance, "cached", "unchanged", key, components, saved_usd=saved, outputs=outputs
+            instance,
+            "cached",
+            "unchanged",
+            key,
+            components,
+            saved_usd=saved,
+            outputs=outputs,
+            record=record,
         )
     old = previous.components(entry_name(instance, instance.variants[0]))
     reason = ", ".join(describe_changes(old, components)) or (
@@ -263,13 +273,9 @@ def _keyed(
     )
     estimate = _estimate(instance, params, provider)
     # a static stage's outputs are known without running it (its text keys what follows)
-    evaluated = _evaluate(instance, params) if instance.impl.static else None
+    evaluated = instance.impl.evaluate(params) if instance.impl.static else None
     return PlannedInstance(instance, "run", reason, key, components, estimate, outputs=evaluated)
 
 
 def _estimate(instance: Instance, params: BaseModel, provider: str) -> Estimate:
     return instance.impl.estimate(params, provider) if instance.impl.paid else _FREE
-
-
-def _evaluate(instance: Instance, params: BaseModel) -> dict[str, Any]:
-    return instance.impl.evaluate(params)

@@ -11,10 +11,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from motionflow.graph import Instance, Interp, Slot
-from motionflow.keys import instance_key
 from motionflow.stages.base import FileArtifact
 
-__all__ = ["UNRESOLVED", "Bound", "bind", "compute_key", "key_components", "record_outputs"]
+__all__ = ["UNRESOLVED", "Bound", "bind", "key_components", "record_outputs"]
 
 
 class _Unresolved:
@@ -195,11 +194,6 @@ def key_components(instance: Instance, params: BaseModel, provider: str) -> dict
         "take": instance.take,
         "env": instance.impl.environment(params, provider),
     }
-
-
-def compute_key(components: Mapping[str, Any]) -> str:
-    """The cache key of the components (see :func:`motionflow.keys.instance_key`)."""
-    return instance_key(components)
 
 
 def record_outputs(record: Mapping[str, Any], blob_path: Any) -> dict[str, Any]:

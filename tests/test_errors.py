@@ -26,7 +26,7 @@ def test_exit_codes() -> None:
         errors.InputError: 2,
         errors.MediaError: 2,
         errors.ToolNotFoundError: 2,
-        errors.CacheError: 1,
+        errors.CacheError: 2,
         errors.StageError: 1,
         errors.ProviderError: 1,
         errors.BudgetError: 3,
