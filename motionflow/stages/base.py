@@ -81,6 +81,9 @@ class StageContext:
         take: the take index (0-based) of this instance.
         label: a human label for the instance (stage, variant), for logs and video captions.
         emit: sends a typed event (job submitted, progress) to the reporter.
+        labels: for a stage that gathers ``over: variants``, one human label per gathered
+            item (``outfit=red jacket, mode=pro``; `` · take 2`` added with takes), in the
+            order of the lists its references resolve to. Empty otherwise.
     """
 
     workdir: Path
@@ -89,6 +92,7 @@ class StageContext:
     take: int
     label: str
     emit: Callable[[Any], None]
+    labels: list[str] = field(default_factory=list)
 
 
 @dataclass
