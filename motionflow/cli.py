@@ -196,7 +196,11 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
         for p in plan.items:
             inst = p.instance
             variants = (
-                inst.variants[0].id if len(inst.variants) == 1 else f"{len(inst.variants)} variants"
+                "all variants"
+                if inst.gathers
+                else inst.variants[0].id
+                if len(inst.variants) == 1
+                else f"{len(inst.variants)} variants"
             )
             if inst.take_label:
                 variants += f" take {inst.take_label}"

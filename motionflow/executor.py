@@ -223,7 +223,9 @@ class _Run:
             self.emit(InstanceStarted(inst.stage, inst.label, key))
             started = time.monotonic()
             with self.cache.workdir() as workdir:
-                ctx = StageContext(workdir, inst.stage, provider, inst.take, inst.label, self.emit)
+                ctx = StageContext(
+                    workdir, inst.stage, provider, inst.take, inst.label, self.emit, inst.labels
+                )
                 try:
                     result = await self.backend.run_instance(inst, params, ctx)
                     record = self.store(inst, result, workdir)

@@ -12,7 +12,7 @@ from typing import Any
 from motionflow.errors import Diagnostic, RecipeError
 from motionflow.recipe.loader import Recipe
 from motionflow.recipe.matrix import Variant
-from motionflow.recipe.refs import Ref, RefSyntaxError, find_refs
+from motionflow.recipe.refs import REF_PATTERN, Ref, RefSyntaxError, find_refs
 from motionflow.recipe.schema import RemoteInput
 from motionflow.recipe.templating import (
     TemplateProblem,
@@ -23,9 +23,20 @@ from motionflow.recipe.templating import (
 from motionflow.stages.base import Stage
 from motionflow.stages.registry import UnknownStageKind, get_stage
 
-__all__ = ["Graph", "Instance", "Interp", "LocalInput", "Slot", "build_graph"]
+__all__ = [
+    "ALL_VARIANTS",
+    "GatherSlot",
+    "Graph",
+    "Instance",
+    "Interp",
+    "LocalInput",
+    "Slot",
+    "build_graph",
+]
 
 _PLACEHOLDER = re.compile("\x00(\\d+)\x00")
+#: The pseudo-variant of a stage ``over: variants``: its results go to ``out/<recipe>/``.
+ALL_VARIANTS = Variant("", ())
 ParamPath = tuple[str | int, ...]
 
 
@@ -43,6 +54,14 @@ class Slot:
 
     ref: Ref
     upstream: Instance | None = None
+
+
+@dataclass(frozen=True)
+class GatherSlot:
+    """In a stage ``over: variants``: a reference bound to the instances of every variant."""
+
+    ref: Ref
+    upstreams: tuple[Instance, ...]
 
 
 @dataclass(frozen=True)
@@ -76,10 +95,18 @@ class Instance:
     params: dict[str, Any]
     upstream: list[Instance]
     variants: list[Variant] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def gathers(self) -> bool:
+        """True for the single instance of a stage ``over: variants``."""
+        return self.variants == [ALL_VARIANTS]
 
     @property
     def label(self) -> str:
         """``stage[variant, take]`` for messages; shared instances name their first variant."""
+        if self.gathers:
+            return f"{self.stage}[all variants]"
         variant = (
             self.variants[0].id if len(self.variants) == 1 else f"{len(self.variants)} variants"
         )
@@ -94,6 +121,9 @@ class Instance:
 def _walk_slots(value: Any, path: ParamPath) -> Iterator[tuple[ParamPath, Slot]]:
     if isinstance(value, Slot):
         yield path, value
+    elif isinstance(value, GatherSlot):
+        for upstream in value.upstreams:
+            yield path, Slot(value.ref, upstream)
     elif isinstance(value, Interp):
         for part in value.parts:
             if isinstance(part, Slot):
@@ -241,6 +271,19 @@ class _Builder:
                 )
                 self.broken.add(name)
             self.refs[name] = refs
+        for name, spec in stages.items():
+            if spec.over != "variants":
+                continue
+            for ref, path, offset in self.refs.get(name, []):
+                whole = REF_PATTERN.fullmatch(str(_value_at(spec.with_, path[1:])).strip())
+                if ref.scope == "stages" and not whole:
+                    self.problem(
+                        ("stages", name, *path),
+                        f"in a stage over variants, {ref} is a list (one per variant) and "
+                        "cannot be part of a longer string; give it a parameter of its own",
+                        offset=offset,
+                    )
+                    self.broken.add(name)
         every = [*stages, *sorted(self.recipe.broken_stages)]
         for name, refs in self.refs.items():
             for ref, path, offset in refs:
@@ -427,6 +470,12 @@ class _Builder:
 _MISSING = object()
 
 
+def _value_at(value: Any, path: ParamPath) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
 def _collect_names(value: Any, found: set[str]) -> None:
     if isinstance(value, _StrTemplate) and value.jinja:
         found.update(template_names(value.source))
@@ -462,8 +511,44 @@ def _bind(value: Any, resolve: Any) -> Any:
     return value
 
 
+def _gather(
+    rendered: Any,
+    by_variant: dict[str, dict[str, list[Instance]]],
+    variants: list[Variant],
+) -> tuple[Any, list[str]]:
+    """Bind a gathering stage: each stage reference lists that stage's instances over every
+    variant (each once, in matrix order, takes in order). Labels follow the first one."""
+    labels: list[str] = []
+
+    def bind(value: Any) -> Any:
+        if isinstance(value, Slot) and value.ref.scope == "stages":
+            ups: dict[int, Instance] = {}
+            for variant in variants:
+                for inst in by_variant[variant.id].get(value.ref.name, []):
+                    ups.setdefault(id(inst), inst)
+            if not labels:
+                labels.extend(_item_label(inst) for inst in ups.values())
+            return GatherSlot(value.ref, tuple(ups.values()))
+        if isinstance(value, dict):
+            return {k: bind(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [bind(v) for v in value]
+        return value
+
+    return bind(rendered), labels
+
+
+def _item_label(inst: Instance) -> str:
+    if inst.gathers:
+        return inst.stage
+    base = inst.variants[0].label
+    return f"{base} · take {inst.take_label}" if inst.take_label else base
+
+
 def _identity(value: Any) -> Any:
     """A hashable, order-independent form of bound parameters (for merging instances)."""
+    if isinstance(value, GatherSlot):
+        return ("$gather", value.ref.field, tuple(u.id for u in value.upstreams))
     if isinstance(value, Slot):
         if value.upstream is None:
             return ("$input", value.ref.name)
@@ -497,25 +582,60 @@ def build_graph(recipe: Recipe, *, strict: bool = True) -> Graph:
     builder.check_stages()
     order = builder.order()
     fan = builder.fans(order)
+    stages = recipe.model.stages
+    gathering = {name for name in order if stages[name].over == "variants"}
+    for name in sorted(gathering):
+        if stages[name].takes > 1:
+            builder.problem(
+                ("stages", name, "takes"),
+                f"stage {name!r} runs once over all variants; takes: would repeat it. Put "
+                "takes: on the generation it gathers",
+            )
+            builder.broken.add(name)
     rendered_by: dict[tuple[int, str], Any] = {}
+    for name in builder.healthy(order):  # a gathering stage sees vars only, not matrix values
+        if name in gathering:
+            rendered_by[-1, name] = builder.render_stage(name, dict(recipe.vars))
     for vi, variant in enumerate(recipe.variants):  # every template error, before building
         context = {**recipe.vars, **dict(variant.values)}
         for name in builder.healthy(order):
-            rendered_by[vi, name] = builder.render_stage(name, context)
+            if name not in gathering:
+                rendered_by[vi, name] = builder.render_stage(name, context)
     healthy = builder.healthy(order)
 
-    stages = recipe.model.stages
     instances: dict[tuple[Any, ...], Instance] = {}
-    by_variant: dict[str, dict[str, list[Instance]]] = {}
-    for vi, variant in enumerate(recipe.variants):
-        mine: dict[str, list[Instance]] = {}
-        for name in healthy:
-            spec = stages[name]
+    by_variant: dict[str, dict[str, list[Instance]]] = {v.id: {} for v in recipe.variants}
+
+    for name in healthy:  # stage by stage: a gathering stage needs every variant's upstreams
+        spec = stages[name]
+        if name in gathering:
+            params, labels = _gather(rendered_by[-1, name], by_variant, recipe.variants)
+            upstream = [s.upstream for _, s in _walk_slots(params, ()) if s.upstream]
+            for needed in spec.needs:
+                upstream.extend(i for v in recipe.variants for i in by_variant[v.id][needed])
+            unique = list({id(u): u for u in upstream}.values())
+            inst = Instance(
+                f"{name}#{len(instances)}",
+                name,
+                builder.impls[name],
+                0,
+                None,
+                params,
+                unique,
+                [ALL_VARIANTS],
+                labels,
+            )
+            instances[(name, "$all")] = inst
+            for variant in recipe.variants:
+                by_variant[variant.id][name] = [inst]
+            continue
+        source = fan[name]
+        count = stages[source].takes if source else 1
+        linked = any(r.scope == "stages" for r, _, _ in builder.refs[name])
+        for vi, variant in enumerate(recipe.variants):
+            mine = by_variant[variant.id]
             rendered = rendered_by[vi, name]
-            source = fan[name]
-            count = stages[source].takes if source else 1
             made: list[Instance] = []
-            linked = any(r.scope == "stages" for r, _, _ in builder.refs[name])
             for t in range(count):
                 if linked:
                     params = _bind(rendered, _binder(mine, t))
@@ -525,24 +645,25 @@ def build_graph(recipe: Recipe, *, strict: bool = True) -> Graph:
                 for needed in spec.needs:
                     upstream.extend(mine.get(needed, []))
                 take = t if source == name else 0
-                ident = (name, take, _identity(params), tuple(sorted({u.id for u in upstream})))
-                inst = instances.get(ident)
-                if inst is None:
-                    unique = list({id(u): u for u in upstream}.values())
-                    inst = Instance(
+                unique = list({id(u): u for u in upstream}.values())
+                ident = (name, take, _identity(params), tuple(sorted(u.id for u in unique)))
+                found = instances.get(ident)
+                if found is None:
+                    label = t + 1 if count > 1 else None
+                    found = Instance(
                         f"{name}#{len(instances)}",
                         name,
                         builder.impls[name],
                         take,
-                        t + 1 if count > 1 else None,
+                        label,
                         params,
                         unique,
                     )
-                    instances[ident] = inst
-                inst.variants.append(variant)
-                made.append(inst)
+                    instances[ident] = found
+                found.variants.append(variant)
+                made.append(found)
             mine[name] = made
-        by_variant[variant.id] = mine
     if strict and builder.problems:
         raise RecipeError(builder.problems)
-    return Graph(recipe, list(instances.values()), by_variant, inputs, order, builder.problems)
+    ordered = sorted(instances.values(), key=lambda i: int(i.id.rsplit("#", 1)[1]))
+    return Graph(recipe, ordered, by_variant, inputs, order, builder.problems)

@@ -45,6 +45,7 @@ def _receipt(
         "kind": instance.impl.kind,
         "variant": variant.id,
         "matrix": dict(variant.values),
+        "gathered": instance.labels,
         "take": instance.take_label or 1,
         "key": key,
         "parameters": params,

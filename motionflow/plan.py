@@ -150,6 +150,8 @@ def describe_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> l
             changes.append(f"{name}: {_short(before)} -> {_short(after)}")
     if old.get("take") != new.get("take"):
         changes.append("take changed")
+    if old.get("labels") != new.get("labels"):
+        changes.append("gathered variants changed")
     return changes
 
 

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from motionflow.graph import Instance, Interp, Slot
+from motionflow.graph import GatherSlot, Instance, Interp, Slot
 from motionflow.stages.base import FileArtifact
 
 __all__ = ["UNRESOLVED", "Bound", "bind", "key_components", "record_outputs"]
@@ -75,6 +75,9 @@ def _resolve_slot(
 def _resolve(value: Any, known: Any, inputs: Any) -> Any:
     if isinstance(value, Slot):
         return _resolve_slot(value, known, inputs)
+    if isinstance(value, GatherSlot):
+        items = [_resolve_slot(Slot(value.ref, u), known, inputs) for u in value.upstreams]
+        return UNRESOLVED if any(i is UNRESOLVED for i in items) else items
     if isinstance(value, Interp):
         parts = [_resolve(p, known, inputs) for p in value.parts]
         if any(p is UNRESOLVED for p in parts):
@@ -122,6 +125,23 @@ def bind(
         except LookupError as exc:
             errors.append(((name,), str(exc.args[0])))
             failed.add(name)
+    for name, raw in instance.params.items():  # a gathered list into a one-file parameter
+        gathered = values.get(name)
+        if not isinstance(raw, GatherSlot) or not isinstance(gathered, list):
+            continue
+        if name not in model.model_fields or _takes_list(model, name):
+            continue  # untyped (a python stage's keyword) or a list: keep the list
+        if len(gathered) == 1:
+            values[name] = gathered[0]
+        else:
+            msg = (
+                f"{raw.ref} gathers {len(gathered)} results over the variants, but {name!r} "
+                "takes one; reference a stage that is the same for every variant, or use a "
+                "parameter that takes a list"
+            )
+            errors.append(((name,), msg))
+            failed.add(name)
+            del values[name]
     waiting = {k for k, v in values.items() if _contains_unresolved(v)}
     try:
         params: BaseModel | None = model.model_validate(
@@ -161,6 +181,12 @@ def bind(
     return Bound(params, params is not None and not errors, errors, waiting)
 
 
+def _takes_list(model: type[BaseModel], name: str) -> bool:
+    info = model.model_fields.get(name)
+    annotation = info.annotation if info is not None else None
+    return annotation is list or get_origin(annotation) is list
+
+
 def _key_value(value: Any) -> Any:
     if isinstance(value, FileArtifact):
         return {"$file": value.digest}
@@ -187,13 +213,16 @@ def key_components(instance: Instance, params: BaseModel, provider: str) -> dict
     """
     fields = {k: _key_value(getattr(params, k)) for k in type(params).model_fields}
     fields.update({k: _key_value(v) for k, v in (params.model_extra or {}).items()})
-    return {
+    components = {
         "kind": instance.impl.kind,
         "kind_version": instance.impl.version,
         "params": fields,
         "take": instance.take,
         "env": instance.impl.environment(params, provider),
     }
+    if instance.labels:  # a gathering stage draws or orders by them
+        components["labels"] = instance.labels
+    return components
 
 
 def record_outputs(record: Mapping[str, Any], blob_path: Any) -> dict[str, Any]:

@@ -66,6 +66,11 @@ class StageSpec(_Strict):
         le=100,
         description="Independent samples of a generation, each cached on its own.",
     )
+    over: Literal["variants"] | None = Field(
+        default=None,
+        description="variants: run once for the whole matrix; each ${stages.X.field} becomes"
+        " the list of X's results over every variant (and take), in matrix order.",
+    )
 
 
 class RecipeModel(_Strict):
