@@ -447,6 +447,21 @@ def dag(recipe: str, var: tuple[str, ...], allow_outside_project: bool, fmt: str
 
 
 @main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def init(folder: Path) -> None:
+    """Create a project: a commented recipe, sample media, .gitignore and a README."""
+    import asyncio
+
+    from motionflow.scaffold import init_project
+
+    with _errors():
+        written = asyncio.run(init_project(folder))
+    for path in written:
+        click.echo(f"created {path}")
+    click.echo(f"\nNext: cd {folder} && motionflow run recipe.yaml   (offline and free: simulate)")
+
+
+@main.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
 def schema(output: str | None) -> None:
     """Print the JSON Schema of recipes, for editor autocompletion."""

@@ -205,6 +205,7 @@ class _Run:
         inst = item.instance
         provider = self.plan.recipe.model.provider
         estimate = inst.impl.estimate(params, provider) if inst.impl.paid else None
+        reserved = 0.0
         if estimate is not None and self.max_usd is not None:
             if self.reserved + estimate.usd > self.max_usd + 1e-9:
                 self.result.budget_refused = True
@@ -216,10 +217,23 @@ class _Run:
                 self.emit(InstanceBlocked(inst.stage, inst.label, because))
                 raise _Blocked(because)
             self.reserved += estimate.usd
+            reserved = estimate.usd
         async with self.sem, key_lock(self.cache.root, key):
             record = self.cache.get_result(key)  # another process may have made it meanwhile
             if record is not None:
+                self.reserved -= reserved
                 return self.finish_cached(item, key, components, record)
+            preflight = getattr(inst.impl, "preflight", None)
+            if inst.impl.paid and preflight is not None:  # media made during this run
+                try:
+                    found = [f"{name}: {message}" for name, message in preflight(params)]
+                except MotionflowError as exc:
+                    found = [str(exc)]
+                if found:
+                    self.reserved -= reserved
+                    return self.fail(
+                        inst, "media check failed, nothing was submitted: " + "; ".join(found)
+                    )
             self.emit(InstanceStarted(inst.stage, inst.label, key))
             started = time.monotonic()
             with self.cache.workdir() as workdir:

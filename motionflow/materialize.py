@@ -90,8 +90,11 @@ def materialize(
         folder.mkdir(parents=True, exist_ok=True)
         files: dict[str, list[int]] = {}
         outputs = record.get("outputs", {})
+        # the first output the stage kind declares is the main one: `sheet.mp4`; the others
+        # are named by field: `sheet.layout.json`
+        main = next((name for name in instance.impl.outputs if name in outputs), None)
         for field, out in outputs.items():
-            stem = base if len(outputs) == 1 else f"{base}.{field}"
+            stem = base if field == main else f"{base}.{field}"
             if "file" in out:
                 dest = folder / f"{stem}{out.get('ext', '')}"
                 _copy_atomic(blob_path(out["file"]), dest)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from motionflow.cache.store import Cache
-from motionflow.errors import Diagnostic, RecipeError
+from motionflow.errors import Diagnostic, MediaError, RecipeError
 from motionflow.graph import Graph, Instance, LocalInput, build_graph
 from motionflow.keys import instance_key
 from motionflow.manifest import Manifest, entry_name
@@ -226,6 +226,16 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
                 continue
             keyed.append((instance, bound.params, components, instance_key(components)))
         records = cache.get_results([key for *_, key in keyed])
+        for instance, params, _, key in keyed:
+            # Paid work whose media is already known is checked against the model's rules
+            # now: a file the service would reject is a recipe error, and nothing is spent.
+            preflight = getattr(instance.impl, "preflight", None)
+            if key not in records and instance.impl.paid and preflight is not None:
+                try:
+                    for field_name, message in preflight(params):
+                        problem(instance, (field_name,), message)
+                except MediaError as exc:
+                    problem(instance, (), str(exc))
         for instance, params, components, key in keyed:
             item = _keyed(
                 instance, params, components, key, records.get(key), cache, previous, provider

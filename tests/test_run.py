@@ -52,25 +52,27 @@ def test_quickstart_second_run_executes_and_submits_nothing(project: Project, fi
     shutil.copy(REPO / "recipes" / "quickstart.yaml", project.root / "quickstart.yaml")
     first = project.run_json("quickstart.yaml")
     assert first["_exit"] == 0, first["_stderr"]
-    assert (first["executed"], first["cached"], first["jobs_submitted"]) == (4, 0, 2)
+    # still, clip, two prompts, two takes, the comparison sheet
+    assert (first["executed"], first["cached"], first["jobs_submitted"]) == (7, 0, 2)
     assert first["estimated_usd"] == 1.12
     video = project.out("quickstart") / "red-bomber-jacket" / "take.mp4"
     info = probe(video)
     assert (info.width, info.height) == (1280, 720)
     assert abs(info.duration - 4.0) < 0.1
     assert info.has_audio
-    prompt = (project.out("quickstart") / "white-hoodie" / "prompt.txt").read_text()
-    assert "white hoodie" in prompt and "neon rooftop at night" in prompt
+    sheet = probe(project.out("quickstart") / "sheet.mp4")
+    assert sheet.height == 240 and abs(sheet.duration - 4.0) < 0.1
     receipt = json.loads((video.parent / "take.receipt.json").read_text())
     assert receipt["generation"]["billed_seconds"] == 4
     assert receipt["parameters"]["prompt"].startswith("The character wears a red bomber jacket")
+    assert "neon rooftop at night" in receipt["parameters"]["prompt"]
     before = files_under(project.out("quickstart"))
 
     second = project.cli("run", "quickstart.yaml")
     assert second.returncode == 0, second.stderr
     assert "Nothing to do" in second.stdout and "0 jobs submitted" in second.stdout
     again = project.run_json("quickstart.yaml", "--recheck")  # the full plan, not the stamp
-    assert (again["executed"], again["jobs_submitted"], again["cached"]) == (0, 0, 4)
+    assert (again["executed"], again["jobs_submitted"], again["cached"]) == (0, 0, 7)
     assert files_under(project.out("quickstart")) == before
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from motionflow.errors import StageError
 from motionflow.media.ffmpeg import escape_filter_value, ffmpeg_path, run_ffmpeg
+from motionflow.media.fonts import find_font
 from motionflow.media.probe import probe
 
 __all__ = ["MODE_SIZES", "SIMULATED_FPS", "render_simulated_video"]
@@ -19,19 +20,6 @@ MODE_SIZES: dict[str, tuple[int, int]] = {"std": (1280, 720), "pro": (1920, 1080
 
 SIMULATED_FPS = 24
 """Frame rate of simulated videos."""
-
-_FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-)
-_FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
-_font_memo: list[str | None] = []  # empty until looked up; then [path or None]
 
 
 async def render_simulated_video(
@@ -77,7 +65,7 @@ async def render_simulated_video(
     await asyncio.to_thread(probe, image)
     ref = await asyncio.to_thread(probe, video)
     with_audio = keep_original_sound and ref.has_audio
-    font = await _find_font()
+    font = find_font()
 
     width, height = MODE_SIZES[mode]
     graph = _filter_graph(width, height, label=label, font=font)
@@ -134,40 +122,3 @@ def _filter_graph(width: int, height: int, *, label: str, font: str | None) -> s
             f":box=1:boxcolor=0xE0115F@0.9:boxborderw={round(font_size / 2)}"
         )
     return f"{bg};{fg};{overlay},{banner},format=yuv420p[out]"
-
-
-async def _find_font() -> str | None:
-    if _font_memo:
-        return _font_memo[0]
-    found = next((p for p in _FONT_CANDIDATES if Path(p).is_file()), None)
-    if found is None:
-        found = await _fc_match()
-    _font_memo.append(found)
-    return found
-
-
-async def _fc_match() -> str | None:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "fc-match",
-            "--format=%{file}",
-            "sans:bold",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-    except OSError:
-        return None  # no fontconfig: fall back to the text-less banner
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
-    except TimeoutError:
-        out = b""  # a hung fontconfig is no reason to fail: use the text-less banner
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await asyncio.shield(proc.wait())
-    path = out.decode("utf-8", "replace").strip()
-    if proc.returncode == 0 and path.lower().endswith(_FONT_SUFFIXES) and Path(path).is_file():
-        return path
-    return None

@@ -95,6 +95,20 @@ def _video_seconds(digest: str, path: str) -> float:
     return probe(Path(path)).duration
 
 
+@cache
+def _preflight(
+    image_digest: str, image: str, video_digest: str, video: str, orientation: str
+) -> list[tuple[str, str]]:
+    del image_digest, video_digest  # the memo key: same content, same verdict
+    from pathlib import Path
+
+    from motionflow.media.rules import check_image, check_video
+
+    found = [("image", v.message()) for v in check_image(Path(image))]
+    found += [("video", v.message()) for v in check_video(Path(video), orientation=orientation)]
+    return found
+
+
 class MotionControlStage(BaseStage):
     """Generate a motion-control video through the recipe's provider."""
 
@@ -134,6 +148,24 @@ class MotionControlStage(BaseStage):
             mode, exact = "pro", False
         seconds = billable_seconds(reference, float(duration), orientation_cap(orientation))
         return Estimate(usd=price_table().usd(mode, seconds), seconds=seconds, exact=exact)
+
+    def preflight(self, params: BaseModel) -> list[tuple[str, str]]:
+        """The model's media rules, checked locally before anything is uploaded or paid for.
+
+        Returns:
+            ``(parameter, message)`` for every violation (all of them, not just the first).
+
+        Raises:
+            MediaError: a file cannot be read as media at all.
+        """
+        assert isinstance(params, MotionControlParams)
+        return _preflight(
+            params.image.digest,
+            str(params.image.path),
+            params.video.digest,
+            str(params.video.path),
+            params.character_orientation,
+        )
 
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Submit, wait and download; with ``simulate``, render a labelled stand-in video."""

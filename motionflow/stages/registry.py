@@ -18,6 +18,15 @@ _BUILTINS = {
     "prompt": "motionflow.stages.prompt:PromptStage",
     "python": "motionflow.stages.python:PythonStage",
     "kling.motion_control": "motionflow.stages.kling:MotionControlStage",
+    "video.prepare": "motionflow.stages.prepare:VideoPrepareStage",
+    "image.prepare": "motionflow.stages.prepare:ImagePrepareStage",
+    "media.check": "motionflow.stages.check:MediaCheckStage",
+    "video.transcode": "motionflow.stages.post:VideoTranscodeStage",
+    "video.thumbnail": "motionflow.stages.post:VideoThumbnailStage",
+    "video.gif": "motionflow.stages.post:VideoGifStage",
+    "video.concat": "motionflow.stages.post:VideoConcatStage",
+    "video.audio": "motionflow.stages.post:VideoAudioStage",
+    "video.compare": "motionflow.stages.compare:VideoCompareStage",
 }
 
 
