@@ -22,7 +22,7 @@ from pathlib import Path
 from motionflow.media.ffmpeg import find_ffmpeg
 from motionflow.media.rules import MB
 from motionflow.stages.base import FileArtifact, StageContext
-from motionflow.stages.prepare import (
+from motionflow.stages.video_prepare import (
     AUDIO_BITRATE,
     X264_CRF,
     X264_PRESET,

@@ -18,15 +18,10 @@ from motionflow.media.probe import probe
 from motionflow.media.rules import check_image, check_video
 from motionflow.stages.base import FileArtifact, StageContext, StageResult
 from motionflow.stages.check import MediaCheckStage
+from motionflow.stages.image_prepare import ImagePrepareParams, ImagePrepareStage, _image_geometry
 from motionflow.stages.media_base import MediaStage
-from motionflow.stages.prepare import (
-    ImagePrepareParams,
-    ImagePrepareStage,
-    VideoPrepareParams,
-    VideoPrepareStage,
-    _image_geometry,
-)
 from motionflow.stages.registry import get_stage
+from motionflow.stages.video_prepare import VideoPrepareParams, VideoPrepareStage
 
 
 @pytest.fixture(scope="module")
