@@ -12,17 +12,17 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from motionflow.errors import MediaError
-from motionflow.media.ffmpeg import escape_filter_value, ffmpeg_path, run_ffmpeg
-from motionflow.media.probe import probe
-from motionflow.media.rules import MB, RULES, check_image, display_size
-from motionflow.stages.base import FileParam, OutputKind, StageContext, StageResult
-from motionflow.stages.media_base import MediaStage
-from motionflow.stages.prepare_common import (
+from motionflow.media.encoding import (
     BITEXACT,
     probe_both,
     raise_violations,
     rotation_filters,
 )
+from motionflow.media.ffmpeg import escape_filter_value, ffmpeg_path, run_ffmpeg
+from motionflow.media.probe import probe
+from motionflow.media.rules import MB, RULES, check_image, display_size
+from motionflow.stages.base import FileParam, OutputKind, StageContext, StageResult
+from motionflow.stages.media_base import MediaStage
 
 __all__ = ["IMAGE_MAX_SIDE", "ImagePrepareParams", "ImagePrepareStage"]
 

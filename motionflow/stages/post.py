@@ -11,8 +11,10 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from motionflow.errors import MediaError
+from motionflow.media.encoding import even, seconds
 from motionflow.media.ffmpeg import ffmpeg_path, run_ffmpeg
 from motionflow.media.probe import MediaInfo, probe
+from motionflow.media.rules import display_size
 from motionflow.stages.base import FileArtifact, FileParam, OutputKind, StageContext, StageResult
 from motionflow.stages.media_base import MediaStage
 
@@ -86,25 +88,9 @@ async def _probe_video(artifact: FileArtifact, *, kind: str, param: str) -> Medi
     return info
 
 
-def _display_size(info: MediaInfo) -> tuple[int, int]:
-    """Width and height as shown: ffmpeg applies the display rotation when it decodes."""
-    if info.rotation in (90, 270):
-        return info.height, info.width
-    return info.width, info.height
-
-
 def _rate(fps: float) -> str:
     """A frame rate as an exact ffmpeg rational: 23.976... becomes ``24000/1001``."""
     return str(Fraction(fps).limit_denominator(1001))
-
-
-def _even(value: float) -> int:
-    """The nearest even integer of at least 2, as yuv420p needs."""
-    return max(2, 2 * round(value / 2))
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.6f}"
 
 
 # --- video.transcode ------------------------------------------------------------------------
@@ -282,7 +268,7 @@ class VideoThumbnailStage(MediaStage):
         codec = ["-c:v", "png"] if params.format == "png" else ["-c:v", "mjpeg", "-q:v", "2"]
         dest = ctx.workdir / ("thumbnail.png" if params.format == "png" else "thumbnail.jpg")
         args = [
-            *("-ss", _seconds(start), "-t", _seconds(at - start + 0.001)),
+            *("-ss", seconds(start), "-t", seconds(at - start + 0.001)),
             *("-i", ffmpeg_path(params.src.path), "-map", "0:v:0", "-an", "-sn", "-dn"),
             *(("-vf", ",".join(filters)) if filters else ()),
             *codec,
@@ -339,7 +325,7 @@ class VideoGifStage(MediaStage):
         )
         dest = ctx.workdir / "preview.gif"
         args = [
-            *("-ss", _seconds(params.start), "-t", _seconds(params.duration)),
+            *("-ss", seconds(params.start), "-t", seconds(params.duration)),
             *("-i", ffmpeg_path(params.src.path)),
             *("-filter_complex", graph, "-map", "[out]", "-an", "-sn", "-dn"),
             *("-loop", "0", *_CLEAN, "-f", "gif", ffmpeg_path(dest)),
@@ -407,9 +393,9 @@ class VideoConcatStage(MediaStage):
                 for i, video in enumerate(params.videos)
             )
         )
-        first_w, first_h = _display_size(infos[0])
-        width = params.width or _even(first_w)
-        height = params.height or _even(first_h)
+        first_w, first_h = display_size(infos[0])
+        width = params.width or even(first_w)
+        height = params.height or even(first_h)
         fps = _rate(params.fps or infos[0].fps or 25.0)
         with_audio = params.audio and any(info.has_audio for info in infos)
 
@@ -417,7 +403,7 @@ class VideoConcatStage(MediaStage):
         for i, info in enumerate(infos):
             # Every segment lasts exactly its clip's length in both streams, so sound and
             # picture stay in step across the joins.
-            length = _seconds(info.duration)
+            length = seconds(info.duration)
             chains.append(
                 f"[{i}:v]setpts=PTS-STARTPTS,scale=iw*sar:ih,setsar=1,"
                 f"scale={width}:{height}:force_original_aspect_ratio=decrease,"

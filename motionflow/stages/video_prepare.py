@@ -11,6 +11,13 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from motionflow.errors import MediaError
+from motionflow.media.encoding import (
+    BITEXACT,
+    even,
+    probe_both,
+    raise_violations,
+    seconds,
+)
 from motionflow.media.ffmpeg import ffmpeg_path, run_ffmpeg
 from motionflow.media.probe import MediaInfo, probe
 from motionflow.media.rules import (
@@ -22,12 +29,6 @@ from motionflow.media.rules import (
 )
 from motionflow.stages.base import FileParam, OutputKind, StageContext, StageResult
 from motionflow.stages.media_base import MediaStage
-from motionflow.stages.prepare_common import (
-    BITEXACT,
-    even,
-    probe_both,
-    raise_violations,
-)
 
 __all__ = [
     "AUDIO_BITRATE",
@@ -72,10 +73,6 @@ def _rate(fps: float) -> str:
     nearest = min(_COMMON_RATES, key=lambda rate: abs(float(rate) - fps))
     rate = nearest if abs(float(nearest) - fps) <= fps / 100 else Fraction(fps)
     return str(rate.limit_denominator(1001))
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.6f}"
 
 
 # --- video.prepare --------------------------------------------------------------------------
@@ -447,10 +444,10 @@ async def _copy(
     args: list[str] = []
     if cut.start > 0:
         # Microseconds, rounded to nearest: ffmpeg rescales that back to the keyframe's pts.
-        args += ["-ss", _seconds(cut.start)]
+        args += ["-ss", seconds(cut.start)]
     args += ["-i", ffmpeg_path(src)]
     if cut.length is not None:
-        args += ["-t", _seconds(cut.length)]
+        args += ["-t", seconds(cut.length)]
     args += ["-map", "0:V:0", "-c:v", "copy"]
     if plan.audio:
         # Copied AAC from a later start would bring pre-roll packets: re-encode it then.
@@ -488,8 +485,8 @@ def _video_bitrate(plan: _VideoPlan, budget_bytes: float, slack_seconds: float) 
 def _encode_args(src: Path, dest: Path, plan: _VideoPlan, rate_args: list[str]) -> list[str]:
     args: list[str] = []
     if plan.start > 0:  # before -i: fast, and frame-accurate when transcoding (accurate_seek)
-        args += ["-ss", _seconds(plan.start)]
-    args += ["-i", ffmpeg_path(src), "-t", _seconds(plan.length), "-map", "0:V:0"]
+        args += ["-ss", seconds(plan.start)]
+    args += ["-i", ffmpeg_path(src), "-t", seconds(plan.length), "-map", "0:V:0"]
     args += ["-map", "0:a:0", *_aac_args()] if plan.audio else ["-an"]
     filters: list[str] = []
     if plan.resize:

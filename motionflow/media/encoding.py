@@ -1,4 +1,4 @@
-"""Helpers shared by ``video.prepare`` and ``image.prepare``."""
+"""Small helpers shared by the ffmpeg stages: even sizes, times, rotation, probing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from motionflow.errors import MediaError
 from motionflow.media.probe import MediaInfo, probe
 from motionflow.media.rules import StreamDetails, Violation, stream_details
 
-__all__ = ["BITEXACT", "even", "probe_both", "raise_violations", "rotation_filters"]
+__all__ = ["BITEXACT", "even", "probe_both", "raise_violations", "rotation_filters", "seconds"]
 
 BITEXACT = ["-fflags", "+bitexact"]
 """Reproducible container bytes: the same input and ffmpeg give the same output."""
@@ -41,3 +41,8 @@ def raise_violations(what: str, found: list[Violation]) -> None:
             f"the source file):\n{lines}"
         )
         raise MediaError(msg)
+
+
+def seconds(value: float) -> str:
+    """A time for ffmpeg's command line, to the microsecond."""
+    return f"{value:.6f}"
