@@ -186,6 +186,7 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
 
 
 def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     simulated = plan.recipe.model.provider == "simulate"
@@ -210,7 +211,7 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
                 if p.status == "run" and p.estimate.usd
                 else ""
             )
-            table.add_row(inst.stage, variants, status, p.reason, cost)
+            table.add_row(escape(inst.stage), escape(variants), status, escape(p.reason), cost)
     else:
         for col in ("stage", "cached", "run", "reasons", "cost"):
             table.add_column(col)
@@ -228,10 +229,10 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
             usd = sum(p.estimate.usd for p in runs)
             exact = all(p.estimate.exact for p in runs)
             table.add_row(
-                stage,
+                escape(stage),
                 str(len(items) - len(runs)),
                 str(len(runs)),
-                top,
+                escape(top),
                 _money(usd, exact) if usd else "",
             )
         table.caption = "one row per stage; --all lists every instance"

@@ -283,3 +283,12 @@ def test_out_mirrors_the_recipe(project: Project) -> None:
     project.run_json("demo.yaml")
     assert not (project.out("demo") / "white-hoodie").exists()
     assert (project.out("demo") / "black-hoodie" / "take-2.mp4").is_file()
+
+
+def test_plan_table_shows_instance_labels_verbatim(project: Project) -> None:
+    """Labels like shout[alpha] are text, not terminal markup."""
+    project.write("steps.py", STEPS)
+    project.write("pipe.yaml", PIPELINE)
+    proc = project.cli("plan", "pipe.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert "waits for shout[alpha]" in " ".join(proc.stdout.split())
