@@ -130,7 +130,7 @@ class _Run:
     reserved: float = 0.0
     inflight: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[dict[str, Any]]] = field(default_factory=dict)
-    sem: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    sem: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self.sem = asyncio.Semaphore(self.jobs)
