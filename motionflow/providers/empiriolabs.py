@@ -1,0 +1,583 @@
+"""The async EmpirioLabs client: submit (never pay twice), poll, wait, download, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from motionflow.errors import CacheError, ProviderError, UsageError
+from motionflow.providers.envelopes import (
+    AuthError,
+    InsufficientCredits,
+    JobNotFound,
+    JobTimeout,
+    ModelNotFound,
+    RateLimited,
+    RequestRejected,
+    SubmitInDoubt,
+    SubmitRequest,
+    Submitted,
+    UsageEvent,
+    error_for,
+    excerpt,
+    parse_error,
+    parse_retry_after,
+    parse_time,
+    parse_usage,
+)
+from motionflow.providers.ratelimit import RateLimiter
+from motionflow.providers.status import Job, is_queued, parse_job, poll_interval
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AuthError",
+    "EmpirioLabsClient",
+    "InsufficientCredits",
+    "Job",
+    "JobNotFound",
+    "JobTimeout",
+    "ModelNotFound",
+    "RateLimited",
+    "RequestRejected",
+    "SubmitInDoubt",
+    "SubmitRequest",
+    "Submitted",
+    "UsageEvent",
+]
+
+DEFAULT_BASE_URL = "https://api.empiriolabs.ai"
+_SUBMIT = "/v1/videos/generations"
+_RETRY_AFTER_CEILING = 300.0  # a longer wait is reported, not slept through
+_BACKOFF_BASE = 1.0
+_BACKOFF_CAP = 30.0
+_CHUNK = 1 << 16
+# Raised before a byte of the request left this machine: a retry cannot bill twice.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+def _bare(url: str | httpx.URL) -> str:
+    """A URL without its query: signed URLs carry tokens that do not belong in messages."""
+    return str(httpx.URL(url).copy_with(query=None, fragment=None))
+
+
+class EmpirioLabsClient:
+    """Talks to the EmpirioLabs video API over an injected ``httpx.AsyncClient``.
+
+    The API key is sent only to the API host (scheme, host and port of ``base_url``); output
+    URLs, foreign poll URLs and redirects elsewhere never see it, and no message or ``repr``
+    contains it.
+
+    Args:
+        http: the HTTP client (owned by the caller).
+        api_key: the ``sk-empiriolabs-...`` key.
+        base_url: the API root.
+        limiter: the process-wide :class:`RateLimiter`; ``None`` means no limiting.
+        sleep: the coroutine used for every wait (tests inject a fake).
+        clock: monotonic seconds, for job timeouts.
+        rng: the jitter source for backoff and polling.
+        max_attempts: attempts per request before giving up on transient errors.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        max_attempts: int = 5,
+    ) -> None:
+        if not api_key.strip():
+            msg = "the EmpirioLabs API key is empty; set EMPIRIOLABS_API_KEY"
+            raise UsageError(msg)
+        try:
+            base = httpx.URL(base_url.rstrip("/"))
+        except (httpx.InvalidURL, TypeError) as exc:
+            msg = f"the EmpirioLabs base URL {base_url!r} is not a URL; fix EMPIRIOLABS_BASE_URL"
+            raise UsageError(msg) from exc
+        if base.scheme not in {"http", "https"} or not base.host:
+            msg = (
+                f"the EmpirioLabs base URL {base_url!r} must be an http(s) URL with a host; "
+                "fix EMPIRIOLABS_BASE_URL"
+            )
+            raise UsageError(msg)
+        self._http = http
+        self.__key = api_key
+        self.base_url = str(base)
+        self._origin = _origin(base)
+        self._limiter = limiter
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._max_attempts = max(max_attempts, 1)
+        self._unknown: set[str] = set()
+        self.warnings: list[str] = []
+        """Things worth telling the user (unknown statuses, each once); never printed here."""
+
+    @classmethod
+    def from_env(
+        cls,
+        http: httpx.AsyncClient,
+        *,
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> EmpirioLabsClient:
+        """Build a client from ``EMPIRIOLABS_API_KEY`` and ``EMPIRIOLABS_BASE_URL``.
+
+        Args:
+            http: the HTTP client.
+            env: the environment to read (defaults to ``os.environ``).
+            **kwargs: passed on to the constructor (``limiter``, ``sleep``, ...).
+
+        Raises:
+            UsageError: ``EMPIRIOLABS_API_KEY`` is not set.
+        """
+        source = os.environ if env is None else env
+        key = source.get("EMPIRIOLABS_API_KEY", "").strip()
+        if not key:
+            msg = (
+                "no EmpirioLabs API key: set EMPIRIOLABS_API_KEY (a key like "
+                "sk-empiriolabs-...), or run offline with the simulator"
+            )
+            raise UsageError(msg)
+        base = source.get("EMPIRIOLABS_BASE_URL", "").strip() or DEFAULT_BASE_URL
+        return cls(http, api_key=key, base_url=base, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"EmpirioLabsClient(base_url={self.base_url!r}, api_key='***')"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.__key, "***")
+
+    def _on_api_host(self, url: str | httpx.URL) -> bool:
+        try:
+            return _origin(httpx.URL(url)) == self._origin
+        except httpx.InvalidURL:
+            return False
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter above half the step."""
+        step = min(_BACKOFF_BASE * 2**attempt, _BACKOFF_CAP)
+        return float(step * self._rng.uniform(0.5, 1.0))
+
+    async def _wait_rate_limited(self, response: httpx.Response, attempt: int) -> float:
+        delay = parse_retry_after(response.headers.get("Retry-After"))
+        if delay is None:
+            delay = self._backoff(attempt)
+        elif delay > _RETRY_AFTER_CEILING:
+            msg = (
+                f"EmpirioLabs rate limit: the service asks to wait {delay:.0f} s "
+                f"(more than {_RETRY_AFTER_CEILING:.0f} s); try again later"
+            )
+            raise RateLimited(msg)
+        if self._limiter is not None:
+            self._limiter.penalise(delay)
+        return delay
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one API request with the key, after the limiter; same-host redirects only."""
+        if not self._on_api_host(url):  # defensive: every caller builds API-host URLs
+            msg = f"refusing to send the API key to {_bare(url)!r}: not the API host"
+            raise ProviderError(msg)
+        all_headers = {
+            "Authorization": f"Bearer {self.__key}",
+            "Accept": "application/json",
+            **(headers or {}),
+        }
+        request = self._http.build_request(
+            method, url, json=json, params=params, headers=all_headers
+        )
+        for _ in range(4):
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            response = await self._http.send(request, follow_redirects=False)
+            await response.aread()
+            location = response.headers.get("Location")
+            if not response.is_redirect or method != "GET" or location is None:
+                return response
+            target = response.url.join(location)
+            if not self._on_api_host(target):
+                msg = (
+                    f"EmpirioLabs redirected {_bare(request.url)!r} to another host "
+                    f"({_bare(target)!r}); not followed, so the API key stays on the API host"
+                )
+                raise ProviderError(msg)
+            request = self._http.build_request(method, target, headers=all_headers)
+        msg = f"too many redirects from {_bare(url)!r}"
+        raise ProviderError(msg)
+
+    def _api_error(self, response: httpx.Response, what: str) -> ProviderError:
+        info = parse_error(response.status_code, response.reason_phrase, response.content)
+        info = replace(info, message=self._redact(info.message))
+        return error_for(response.status_code, what, info)
+
+    async def _get_json(
+        self, url: str, *, what: str, params: dict[str, str] | None = None
+    ) -> tuple[httpx.Response, Any]:
+        """GET an API URL, retrying 429, 5xx, timeouts, connection errors and bad JSON.
+
+        Returns:
+            The final response and its JSON body (``None`` for a non-retryable error answer,
+            which the caller maps).
+        """
+        problem = ""
+        for attempt in range(self._max_attempts):
+            try:
+                response = await self._send("GET", url, params=params)
+            except httpx.TransportError as exc:
+                if isinstance(exc, httpx.UnsupportedProtocol):
+                    raise ProviderError(self._redact(f"cannot {what}: {exc}")) from exc
+                problem = self._redact(f"{type(exc).__name__}: {exc}")
+                delay = self._backoff(attempt)
+            else:
+                status = response.status_code
+                if status == 429:
+                    problem = "HTTP 429 (rate limited)"
+                    delay = await self._wait_rate_limited(response, attempt)
+                elif status >= 500:
+                    info = parse_error(status, response.reason_phrase, response.content)
+                    problem = self._redact(f"HTTP {status}: {info.message}")
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    delay = min(retry_after or self._backoff(attempt), _RETRY_AFTER_CEILING)
+                elif response.is_success:
+                    try:
+                        return response, response.json()
+                    except ValueError:
+                        problem = "a malformed JSON body: " + self._redact(
+                            excerpt(response.content)
+                        )
+                        delay = self._backoff(attempt)
+                else:
+                    return response, None
+            if attempt + 1 < self._max_attempts:
+                await self._sleep(delay)
+        msg = f"cannot {what}: {problem} (after {self._max_attempts} attempts); try again later"
+        raise ProviderError(msg)
+
+    # -- the API ----------------------------------------------------------------------------
+
+    async def submit(self, body: SubmitRequest, *, idempotency_key: str) -> Submitted:
+        """Submit a billable job; never sent twice unless it certainly did not arrive.
+
+        Retried only after errors raised before the request left (connection refused, DNS or
+        TLS failure, connect timeout) and on HTTP 429 (after ``Retry-After``).
+
+        Args:
+            body: the request.
+            idempotency_key: sent as ``Idempotency-Key``; journal it before calling.
+
+        Raises:
+            SubmitInDoubt: the outcome is unknown (read timeout, reset after sending, 5xx,
+                an unreadable 2xx); the job may be charged, so do not resend.
+            AuthError: HTTP 401.
+            InsufficientCredits: HTTP 402.
+            ModelNotFound: HTTP 404 ``model_not_found``.
+            RequestRejected: HTTP 400/422.
+            RateLimited: 429 persisted (nothing was charged).
+            ProviderError: anything else; nothing was charged.
+        """
+        url = self.base_url + _SUBMIT
+        what = f"submit a {body.model!r} job"
+        problem = ""
+        for attempt in range(self._max_attempts):
+            sent_at = datetime.now(UTC)
+            try:
+                response = await self._send(
+                    "POST",
+                    url,
+                    json=body.to_json(),
+                    headers={"Idempotency-Key": idempotency_key},
+                )
+            except _NEVER_SENT as exc:
+                problem = self._redact(f"{type(exc).__name__}: {exc}")
+                delay = self._backoff(attempt)
+            except httpx.UnsupportedProtocol as exc:
+                raise ProviderError(self._redact(f"cannot {what}: {exc}")) from exc
+            except httpx.TransportError as exc:
+                reason = self._redact(f"{type(exc).__name__}: {exc}")
+                raise SubmitInDoubt.after(reason, idempotency_key, sent_at) from exc
+            else:
+                if response.status_code != 429:
+                    return self._accepted(response, body.model, idempotency_key, sent_at)
+                problem = "HTTP 429 (rate limited)"
+                delay = await self._wait_rate_limited(response, attempt)
+            if attempt + 1 < self._max_attempts:
+                await self._sleep(delay)
+        msg = (
+            f"cannot {what}: {problem} after {self._max_attempts} attempts; the request never "
+            "got through, so nothing was charged; try again later"
+        )
+        raise (RateLimited if problem.startswith("HTTP 429") else ProviderError)(msg)
+
+    def _accepted(
+        self, response: httpx.Response, model: str, idempotency_key: str, sent_at: datetime
+    ) -> Submitted:
+        """The job a submit answer announces, or the exception it means."""
+        status = response.status_code
+        if status >= 500:
+            info = parse_error(status, response.reason_phrase, response.content)
+            reason = self._redact(f"HTTP {status}: {info.message}")
+            raise SubmitInDoubt.after(reason, idempotency_key, sent_at)
+        if response.is_success:
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            job_id = (data.get("job_id") or data.get("id")) if isinstance(data, dict) else None
+            if not isinstance(job_id, str | int) or isinstance(job_id, bool) or job_id == "":
+                reason = f"HTTP {status} without a job id: " + self._redact(
+                    excerpt(response.content)
+                )
+                raise SubmitInDoubt.after(reason, idempotency_key, sent_at)
+            assert isinstance(data, dict)
+            poll_url = data.get("poll_url")
+            return Submitted(
+                job_id=str(job_id),
+                status=str(data.get("status") or "submitted"),
+                poll_url=poll_url if isinstance(poll_url, str) and poll_url else None,
+                created_at=parse_time(data.get("created_at")),
+            )
+        info = parse_error(status, response.reason_phrase, response.content)
+        if status == 404:
+            message = self._redact(info.message)
+            if info.code == "model_not_found" or "model" in message.lower():
+                msg = f"EmpirioLabs has no model {model!r}: {message}"
+                raise ModelNotFound(msg)
+            msg = (
+                f"{_bare(response.url)!r} does not exist (HTTP 404: {message}); "
+                "check EMPIRIOLABS_BASE_URL"
+            )
+            raise ProviderError(msg)
+        if response.is_redirect:
+            msg = (
+                f"EmpirioLabs answered the submit with a redirect (HTTP {status}); it was not "
+                "followed and nothing was charged; check EMPIRIOLABS_BASE_URL"
+            )
+            raise ProviderError(msg)
+        raise self._api_error(response, f"submit a {model!r} job")
+
+    def _job_url(self, job_id: str, poll_url: str | None) -> str:
+        if poll_url:
+            target = httpx.URL(self.base_url).join(poll_url)
+            if self._on_api_host(target):
+                return str(target)
+        # Never the key to another host: poll the documented path instead.
+        return f"{self.base_url}/v1/jobs/{quote(job_id, safe='')}"
+
+    async def poll(self, job_id: str, *, poll_url: str | None = None) -> Job:
+        """Read a job once.
+
+        Args:
+            job_id: the job id.
+            poll_url: the submit's ``poll_url``; used only when it is on the API host.
+
+        Raises:
+            JobNotFound: HTTP 404 (unknown, or expired an hour after completion).
+            ProviderError: a completed job without an output URL, or the service kept failing.
+        """
+        what = f"poll job {job_id!r}"
+        response, data = await self._get_json(self._job_url(job_id, poll_url), what=what)
+        if data is None:
+            if response.status_code == 404:
+                raise JobNotFound(job_id)
+            raise self._api_error(response, what)
+        if not isinstance(data, dict):
+            msg = f"cannot {what}: the body is not a JSON object: " + self._redact(
+                excerpt(response.content)
+            )
+            raise ProviderError(msg)
+        job = parse_job(data, job_id)
+        if not job.known_status and job.raw_status not in self._unknown:
+            self._unknown.add(job.raw_status)
+            self.warnings.append(
+                f"job {job_id!r} reports an unknown status {job.raw_status!r}; "
+                "treating it as still running"
+            )
+        if job.state == "succeeded" and not job.output_urls:
+            msg = (
+                f"job {job_id!r} completed but its result names no output URL; the job is "
+                "billed: keep the job id and report it to EmpirioLabs"
+            )
+            raise ProviderError(msg)
+        return job
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float,
+        on_progress: Callable[[Job], object] | None = None,
+        poll_url: str | None = None,
+    ) -> Job:
+        """Poll until the job succeeds or fails, on the :func:`poll_interval` schedule.
+
+        Args:
+            job_id: the job id.
+            timeout: seconds the job may run once it left the queue (queued time is free).
+            on_progress: called with every observation.
+            poll_url: the submit's ``poll_url`` (used only on the API host).
+
+        Returns:
+            The final observation, ``succeeded`` or ``failed`` (failed jobs are returned,
+            not raised, so the caller can journal them).
+
+        Raises:
+            JobTimeout: the job ran longer than ``timeout``.
+        """
+        started: float | None = None
+        attempt = 0
+        while True:
+            job = await self.poll(job_id, poll_url=poll_url)
+            if on_progress is not None:
+                on_progress(job)
+            if job.state != "running":
+                return job
+            now = self._clock()
+            if not is_queued(job.raw_status):
+                if started is None:
+                    started = now
+                elif now - started >= timeout:
+                    raise JobTimeout(job_id, timeout)
+            await self._sleep(poll_interval(attempt, self._rng))
+            attempt += 1
+
+    async def usage(
+        self,
+        since: datetime,
+        *,
+        model: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[UsageEvent]:
+        """Usage events since ``since``, to settle a submit that is in doubt.
+
+        Args:
+            since: the earliest event time (the submit's ``sent_at``, minus a little slack).
+            model: only this model.
+            status: only events with this status.
+            limit: at most this many events.
+        """
+        when = since if since.tzinfo else since.replace(tzinfo=UTC)
+        params = {"from": when.isoformat(), "limit": str(limit)}
+        if model:
+            params["model"] = model
+        if status:
+            params["status"] = status
+        what = "read the account usage"
+        url = self.base_url + "/v1/account/usage"
+        response, data = await self._get_json(url, what=what, params=params)
+        if data is None:
+            raise self._api_error(response, what)
+        return parse_usage(data)
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int) -> int:
+        """Stream an output video to ``dest`` (temp file, fsync, rename), without the key.
+
+        Transient failures (connection errors, timeouts, 429, 5xx) are retried; a failed
+        download is never a reason to generate again.
+
+        Returns:
+            The number of bytes written.
+
+        Raises:
+            ProviderError: the URL keeps failing, answers 4xx (expired?) or exceeds
+                ``max_bytes``.
+            CacheError: ``dest`` cannot be written.
+        """
+        shown = _bare(url)
+        problem = ""
+        for attempt in range(self._max_attempts):
+            tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+            try:
+                result = await self._download_once(url, tmp, max_bytes)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                delay = self._backoff(attempt)
+            else:
+                if isinstance(result, int):
+                    try:
+                        tmp.replace(dest)
+                    except OSError as exc:
+                        msg = f"cannot store the download at {str(dest)!r}: {exc}"
+                        raise CacheError(msg) from exc
+                    return result
+                problem, delay = result
+            finally:
+                tmp.unlink(missing_ok=True)
+            if attempt + 1 < self._max_attempts:
+                await self._sleep(delay)
+        msg = (
+            f"cannot download {shown!r}: {self._redact(problem)} (after {self._max_attempts} "
+            "attempts); run again to retry the download (the job is not generated again)"
+        )
+        raise ProviderError(msg)
+
+    async def _download_once(self, url: str, tmp: Path, max_bytes: int) -> int | tuple[str, float]:
+        """One download attempt into ``tmp``: its size, or a transient problem and a delay."""
+        shown = _bare(url)
+        # No Authorization header: signed output URLs must never see the key.
+        async with self._http.stream(
+            "GET", url, headers={"Accept": "*/*"}, follow_redirects=True
+        ) as response:
+            status = response.status_code
+            if status == 429 or status >= 500:
+                after = parse_retry_after(response.headers.get("Retry-After"))
+                delay = min(after if after is not None else self._backoff(0), _RETRY_AFTER_CEILING)
+                return f"HTTP {status}", delay
+            if not response.is_success:
+                msg = (
+                    f"cannot download {shown!r}: HTTP {status} {response.reason_phrase} "
+                    "(the signed URL may have expired; output URLs last 7 days)"
+                )
+                raise ProviderError(msg)
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                msg = f"refusing to download {shown!r}: {declared} bytes > limit {max_bytes}"
+                raise ProviderError(msg)
+            size = 0
+            try:
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                with tmp.open("wb") as fh:
+                    async for chunk in response.aiter_bytes(_CHUNK):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            msg = f"refusing to download {shown!r}: more than {max_bytes} bytes"
+                            raise ProviderError(msg)
+                        fh.write(chunk)
+                    fh.flush()
+                    with contextlib.suppress(OSError):
+                        os.fsync(fh.fileno())
+            except OSError as exc:
+                msg = f"cannot write the download to {str(tmp.parent)!r}: {exc}"
+                raise CacheError(msg) from exc
+            return size
