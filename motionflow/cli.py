@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from motionflow import __version__
-from motionflow.errors import MotionflowError, RecipeError
+from motionflow.errors import MotionflowError, RecipeError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -506,6 +506,10 @@ def schema(output: str | None) -> None:
 
     text = json.dumps(recipe_json_schema(), indent=2) + "\n"
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            msg = f"cannot write the schema to {output!r}: {exc}; choose a writable path"
+            _die(UsageError(msg))
     else:
         click.echo(text, nl=False)

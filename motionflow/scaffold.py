@@ -54,15 +54,19 @@ async def init_project(dest: Path) -> list[Path]:
             "move those files away"
         )
         raise UsageError(msg)
-    (dest / "assets").mkdir(parents=True, exist_ok=True)
     template = resources.files("motionflow").joinpath("templates/recipe.yaml").read_text("utf-8")
-    (dest / "recipe.yaml").write_text(template.replace("name: NAME", f"name: {name}"), "utf-8")
-    (dest / "README.md").write_text(_README.format(name=name), "utf-8")
-    (dest / ".gitignore").write_text("out/\n", "utf-8")
-    (dest / "motionflow.toml").write_text(
-        "# Marks the motionflow project folder: out/ goes here and recipe paths stay inside.\n",
-        "utf-8",
-    )
+    try:
+        (dest / "assets").mkdir(parents=True, exist_ok=True)
+        (dest / "recipe.yaml").write_text(template.replace("name: NAME", f"name: {name}"), "utf-8")
+        (dest / "README.md").write_text(_README.format(name=name), "utf-8")
+        (dest / ".gitignore").write_text("out/\n", "utf-8")
+        (dest / "motionflow.toml").write_text(
+            "# Marks the motionflow project folder: out/ goes here and recipe paths stay inside.\n",
+            "utf-8",
+        )
+    except OSError as exc:
+        msg = f"motionflow init cannot write into {str(dest)!r}: {exc}; choose a writable folder"
+        raise UsageError(msg) from exc
     from motionflow.media.samples import make_sample_assets
 
     await make_sample_assets(dest / "assets")

@@ -42,3 +42,11 @@ def test_init_then_run(tmp_path: Path) -> None:
 
     refused = cli("init", str(folder), cwd=tmp_path, cache=tmp_path / "cache")
     assert refused.returncode == 2 and "would overwrite" in refused.stderr
+
+
+def test_init_into_an_unwritable_place_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = cli("init", str(blocker / "project"), cwd=tmp_path, cache=tmp_path / "cache")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot write into" in proc.stderr and "writable folder" in proc.stderr

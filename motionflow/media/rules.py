@@ -177,6 +177,14 @@ def _details(container: Any) -> StreamDetails:
     return StreamDetails(pix_fmt, sar, hdr, seconds, audio)
 
 
+def _too_big(path: Path, subject: str, what: str, limit: int, fix: str) -> list[Violation]:
+    size = path.stat().st_size
+    if size <= limit:
+        return []
+    measured, allowed = f"{size / MB:.2f} MB", f"<= {limit / MB:g} MB"
+    return [Violation(subject, f"{what}.bytes.max", measured, allowed, fix)]
+
+
 def display_size(info: MediaInfo) -> tuple[int, int]:
     """Width and height as players show them: swapped when the display rotation is 90 or 270."""
     if info.rotation in (90, 270):
@@ -219,17 +227,13 @@ def check_image(path: Path) -> list[Violation]:
                     f"rename it, or image.prepare (writes {suffixes[0]})",
                 )
             )
-    size = path.stat().st_size
-    if size > RULES.image_max_bytes:
-        found.append(
-            Violation(
-                subject,
-                "image.bytes.max",
-                f"{size / MB:.2f} MB",
-                f"<= {RULES.image_max_bytes / MB:g} MB",
-                "image.prepare: max_mb (downscales or lowers JPEG quality)",
-            )
-        )
+    found += _too_big(
+        path,
+        subject,
+        "image",
+        RULES.image_max_bytes,
+        "image.prepare: max_mb (downscales or lowers JPEG quality)",
+    )
     if info.has_video:
         width, height = display_size(info)
         shorter = min(width, height)
@@ -300,17 +304,13 @@ def check_video(path: Path, *, orientation: str = "video") -> list[Violation]:
         found.append(
             Violation(subject, "video.codec", str(info.video_codec), "H.264 video", prepare)
         )
-    size = path.stat().st_size
-    if size > RULES.video_max_bytes:
-        found.append(
-            Violation(
-                subject,
-                "video.bytes.max",
-                f"{size / MB:.2f} MB",
-                f"<= {RULES.video_max_bytes / MB:g} MB",
-                "video.prepare: max_mb, or a shorter duration",
-            )
-        )
+    found += _too_big(
+        path,
+        subject,
+        "video",
+        RULES.video_max_bytes,
+        "video.prepare: max_mb, or a shorter duration",
+    )
     width, height = display_size(info)
     low, high = RULES.video_side
     if min(width, height) < low:
