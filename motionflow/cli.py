@@ -50,15 +50,22 @@ def _die(exc: MotionflowError) -> NoReturn:
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(*, detach: bool = False) -> Iterator[None]:
     try:
         yield
     except MotionflowError as exc:
         _die(exc)
     except KeyboardInterrupt:
-        _console(stderr=True).print(
+        message = (
             "[yellow]interrupted[/]: nothing partial was kept; run the same command to continue"
         )
+        if detach:
+            message = (
+                "[yellow]detached[/]: nothing partial was kept, and jobs already submitted stay "
+                "in the journal (motionflow jobs lists them). Run the same command to resume "
+                "them: they are polled and downloaded, never paid for again"
+            )
+        _console(stderr=True).print(message)
         sys.exit(130)
 
 
@@ -322,6 +329,8 @@ class _Progress:
             line = f"[yellow]- {escape(event.label)}[/] skipped: {escape(event.because)}"
         elif isinstance(event, ev.JobSubmitted):
             line = f"  submitted {event.job_id} ({event.provider}, ~${event.estimated_usd:.2f})"
+        elif isinstance(event, ev.JobResumed):
+            line = f"  resumed {event.job_id} ({event.state}; already paid, not submitted again)"
         elif isinstance(event, ev.Warning):
             line = f"[yellow]warning:[/] {escape(event.message)}"
         if advance and self.progress is not None:
@@ -355,14 +364,48 @@ def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
         if result.blocked:
             table.add_row("[yellow]skipped[/]", str(result.blocked))
         table.add_row("jobs submitted", str(result.jobs_submitted))
+        if result.jobs_resumed:
+            table.add_row("jobs resumed (already paid)", str(result.jobs_resumed))
         spend = _money(result.estimated_usd) + (" (simulated, $0.00 charged)" if simulated else "")
         table.add_row("estimated spend", spend)
+        if not simulated:
+            table.add_row("charged", _money(result.spent_usd))
         table.add_row("saved by the cache", _money(result.saved_usd))
         console.print(table)
     for label, message in result.failures:
         console.print(f"[red]failed[/] {escape(label)}: {escape(message)}")
     if result.outputs:
         console.print(f"outputs in {plan.recipe.out_dir}")
+
+
+def _spending_limit(
+    planned: Plan, limit: float | None, *, yes: bool, interactive: bool
+) -> float | None:
+    """The budget a run holds to; asks on a terminal when real money has no stated limit.
+
+    Raises:
+        BudgetError: real money would be spent with no limit, no ``--yes`` and no terminal,
+            or the user declined.
+    """
+    from motionflow.errors import BudgetError
+
+    to_pay = [p for p in planned.to_run if p.estimate.usd > 0]
+    if planned.recipe.model.provider == "simulate" or not to_pay or limit is not None or yes:
+        return limit
+    total = _money(planned.estimated_usd, planned.exact)
+    what = f"{len(to_pay)} paid generation{'s' if len(to_pay) != 1 else ''} ({total})"
+    if interactive and sys.stdin.isatty() and sys.stderr.isatty():
+        _print_plan(planned, _console(stderr=True), show_all=False)
+        if click.confirm(f"Submit {what} to EmpirioLabs?", default=False, err=True):
+            return planned.estimated_usd  # the price the user saw is the budget
+        msg = "declined: nothing was submitted"
+        raise BudgetError(msg)
+    msg = (
+        f"this run would submit {what} and states no spending limit; pass --max-usd "
+        f"{planned.estimated_usd:.2f}, set budget: {{max_usd: ...}} in the recipe, or pass --yes. "
+        "Nothing was submitted"
+    )
+    raise BudgetError(msg)
 
 
 @main.command()
@@ -377,6 +420,30 @@ def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
     is_flag=True,
     help="Plan in full even when the run stamp says nothing changed.",
 )
+@click.option("--yes", "-y", is_flag=True, help="Spend without asking (no budget needed).")
+@click.option(
+    "--resubmit-in-doubt",
+    is_flag=True,
+    help="Pay again for jobs whose submit may or may not have been charged.",
+)
+@click.option(
+    "--resubmit-lost",
+    is_flag=True,
+    help="Pay again for jobs whose result expired before it was downloaded.",
+)
+@click.option("--retry-failed", is_flag=True, help="Submit again jobs the service failed.")
+@click.option(
+    "--publish",
+    "publish_kind",
+    type=click.Choice(["url", "static", "s3", "empiriolabs-upload", "loopback"]),
+    help="How local media become URLs (overrides the recipe's publish:).",
+)
+@click.option(
+    "--publish-option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A publisher setting, e.g. base_url=https://cdn.example/mf (repeatable).",
+)
 def run(
     recipe: str,
     var: tuple[str, ...],
@@ -387,8 +454,18 @@ def run(
     as_json: bool,
     quiet: bool,
     recheck: bool,
+    yes: bool,
+    resubmit_in_doubt: bool,
+    resubmit_lost: bool,
+    retry_failed: bool,
+    publish_kind: str | None,
+    publish_option: tuple[str, ...],
 ) -> None:
-    """Run a recipe: reuse cached results, run and pay for the misses only."""
+    """Run a recipe: reuse cached results, run and pay for the misses only.
+
+    Jobs interrupted by Ctrl-C or a crash are resumed (polled, downloaded), never paid again;
+    the --resubmit-*/--retry-* flags are the only ways to pay twice for one generation.
+    """
     from motionflow.cache.store import default_cache_dir
     from motionflow.stamp import check_stamp, write_stamp
 
@@ -406,17 +483,34 @@ def run(
 
     from motionflow.executor import execute
     from motionflow.plan import make_plan
+    from motionflow.providers.session import options_from_env
+    from motionflow.publish.factory import publish_from_cli
 
     console = _console(stderr=as_json)
-    with _errors():
+    with _errors(detach=True):
         loaded = _load(recipe, var, allow_outside_project)
+        publish = publish_from_cli(publish_kind, publish_option)
+        options = options_from_env(
+            resubmit_in_doubt=resubmit_in_doubt,
+            resubmit_lost=resubmit_lost,
+            retry_failed=retry_failed,
+        )
         cache = _cache(cache_dir)
         try:
             planned = make_plan(loaded, cache)
             limit = max_usd if max_usd is not None else loaded.model.budget.max_usd
+            limit = _spending_limit(planned, limit, yes=yes, interactive=not as_json)
             with _Progress(console, len(planned.items), quiet or as_json) as progress:
                 result = asyncio.run(
-                    execute(planned, cache, reporter=progress, jobs=jobs, max_usd=limit)
+                    execute(
+                        planned,
+                        cache,
+                        reporter=progress,
+                        jobs=jobs,
+                        max_usd=limit,
+                        generation=options,
+                        publish=publish,
+                    )
                 )
             write_stamp(planned, result, cache, list(var), allow_outside_project)
         finally:

@@ -11,6 +11,7 @@
     ├── CacheError                   exit 2  the cache directory is unusable (path, permissions)
     ├── StageError                   exit 1  a stage failed while running
     ├── ProviderError                exit 1  a generation provider failed
+    │   └── PublishError             exit 1  a local file could not be published as a URL
     └── BudgetError                  exit 3  the plan costs more than the budget allows
 
 Third-party exceptions (yaml, pydantic, jinja2, diskcache, httpx, av, ffmpeg) are translated
@@ -30,6 +31,7 @@ __all__ = [
     "MediaError",
     "MotionflowError",
     "ProviderError",
+    "PublishError",
     "RecipeError",
     "StageError",
     "ToolNotFoundError",
@@ -126,6 +128,10 @@ class StageError(MotionflowError):
 
 class ProviderError(MotionflowError):
     """A generation provider failed (network, service error, failed job)."""
+
+
+class PublishError(ProviderError):
+    """A local file could not be made fetchable (publisher unreachable, misconfigured)."""
 
 
 class BudgetError(MotionflowError):

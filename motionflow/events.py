@@ -14,6 +14,7 @@ __all__ = [
     "InstanceFinished",
     "InstanceStarted",
     "JobCompleted",
+    "JobResumed",
     "JobSubmitted",
     "OutputWritten",
     "Reporter",
@@ -93,6 +94,16 @@ class JobSubmitted(Event):
     provider: str
     job_id: str
     estimated_usd: float
+
+
+@dataclass(frozen=True)
+class JobResumed(Event):
+    """A job submitted by an earlier (interrupted) run is picked up again, not resubmitted."""
+
+    stage: str
+    label: str
+    job_id: str
+    state: str
 
 
 @dataclass(frozen=True)

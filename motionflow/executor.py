@@ -21,6 +21,7 @@ from motionflow.events import (
     InstanceFailed,
     InstanceFinished,
     InstanceStarted,
+    JobResumed,
     JobSubmitted,
     OutputWritten,
     RunStarted,
@@ -31,6 +32,7 @@ from motionflow.keys import instance_key
 from motionflow.manifest import entry_name
 from motionflow.materialize import materialize
 from motionflow.plan import Plan, PlannedInstance
+from motionflow.providers.session import GenerationOptions, options_from_env, session_factory
 from motionflow.resolve import bind, key_components, record_outputs
 from motionflow.stages.base import StageContext
 
@@ -126,6 +128,8 @@ class _Run:
     max_usd: float | None
     backend: Backend
     result: RunResult = field(default_factory=RunResult)
+    make_session: Callable[[], Any] | None = None
+    session: Any = None
     known: dict[str, dict[str, Any]] = field(default_factory=dict)
     reserved: float = 0.0
     inflight: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
@@ -134,6 +138,7 @@ class _Run:
 
     def __post_init__(self) -> None:
         self.sem = asyncio.Semaphore(self.jobs)
+        self.paid_sem = self.sem
         self.outputs = set(self.plan.recipe.model.outputs)
         self.manifest = self.plan.previous
 
@@ -218,7 +223,12 @@ class _Run:
                 raise _Blocked(because)
             self.reserved += estimate.usd
             reserved = estimate.usd
-        async with self.sem, key_lock(self.cache.root, key):
+        session = None
+        if inst.impl.paid:
+            session = self.provider_session()
+        # Generations wait on the network, not the CPU: they have their own concurrency.
+        sem = self.paid_sem if inst.impl.paid else self.sem
+        async with sem, key_lock(self.cache.root, key):
             record = self.cache.get_result(key)  # another process may have made it meanwhile
             if record is not None:
                 self.reserved -= reserved
@@ -238,7 +248,16 @@ class _Run:
             started = time.monotonic()
             with self.cache.workdir() as workdir:
                 ctx = StageContext(
-                    workdir, inst.stage, provider, inst.take, inst.label, self.emit, inst.labels
+                    workdir,
+                    inst.stage,
+                    provider,
+                    inst.take,
+                    inst.label,
+                    self.emit,
+                    inst.labels,
+                    key=key,
+                    recipe=self.plan.recipe.name,
+                    session=session,
                 )
                 try:
                     result = await self.backend.run_instance(inst, params, ctx)
@@ -248,6 +267,8 @@ class _Run:
                 except Exception as exc:  # noqa: BLE001 - a stage's failure stops its dependents only
                     return self.fail(inst, f"{type(exc).__name__}: {exc}")
             self.cache.put_result(key, record)
+            if result.on_stored is not None:
+                result.on_stored(record)
         self.result.executed += 1
         if estimate is not None:
             self.result.estimated_usd += estimate.usd
@@ -256,6 +277,14 @@ class _Run:
         self.known[inst.id] = outputs
         self.after(inst, key, components, record)
         return outputs
+
+    def provider_session(self) -> Any:
+        """The run's provider session, created when the first generation needs it."""
+        if self.session is None and self.make_session is not None:
+            self.session = self.make_session()
+            if not self.session.free:
+                self.paid_sem = asyncio.Semaphore(self.session.options.max_jobs)
+        return self.session
 
     def store(self, inst: Instance, result: Any, workdir: Path) -> dict[str, Any]:
         from motionflow import __version__
@@ -324,18 +353,33 @@ async def execute(
     jobs: int | None = None,
     max_usd: float | None = None,
     backend: Backend | None = None,
+    generation: GenerationOptions | None = None,
+    publish: Any = None,
 ) -> RunResult:
     """Run a plan: hits are reused, misses run concurrently, failures block dependents only.
+
+    Args:
+        plan: what to run.
+        cache: the cache.
+        reporter: receives every event.
+        jobs: local stages run at once (default: the CPU count).
+        max_usd: the budget.
+        backend: where stage work runs.
+        generation: provider flags and settings (defaults from the environment).
+        publish: a publisher spec from the CLI, overriding the recipe's ``publish:``.
 
     Raises:
         BudgetError: the plan's estimate is over ``max_usd`` (nothing has run).
         InputError: a remote input could not be fetched or is not what it was pinned to.
+        UsageError: the provider cannot be used as configured (no API key, no publisher).
     """
     result = RunResult()
 
     def emit(event: Event) -> None:
         if isinstance(event, JobSubmitted):
             result.jobs_submitted += 1
+        if isinstance(event, JobResumed):
+            result.jobs_resumed += 1
         if reporter is not None:
             reporter(event)
 
@@ -358,9 +402,12 @@ async def execute(
                 "and those past the budget are skipped (exit 3)"
             )
         )
+    options = generation or options_from_env()
+    make_session = session_factory(plan, cache, options, publish, emit)
     await _fetch_remote_inputs(plan, cache)
     workers = max(1, jobs or os.cpu_count() or 1)
     run = _Run(plan, cache, emit, workers, max_usd, backend or LocalBackend(), result)
+    run.make_session = make_session
     emit(RunStarted(plan.recipe.name, len(plan.to_run), len(plan.cached), plan.estimated_usd))
     try:
         for item in plan.items:
@@ -385,4 +432,12 @@ async def execute(
         if not run.result.failed and not run.result.blocked:
             run.manifest.keep_only(names)  # stale outputs go only after a complete run
         run.manifest.save()
+        if run.session is not None:
+            await run.session.aclose()
+            if not run.session.free:
+                # charged amounts where the usage API told them, the estimate otherwise
+                run.result.spent_usd = sum(
+                    r.actual_usd if r.actual_usd is not None else r.estimated_usd
+                    for r in run.session.submitted
+                )
     return result

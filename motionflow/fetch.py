@@ -86,6 +86,7 @@ async def fetch_input(
         if own:
             await http.aclose()
     cache.set("url:" + spec.url, digest)
+    cache.set("origin:" + digest, spec.url)  # the url publisher passes it on
     cache.set("pin:sha256:" + actual, digest)
     ext = Path(spec.url.split("?")[0]).suffix.lower()
     return FileArtifact(digest, cache.blob_path(digest), ext)

@@ -188,14 +188,6 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
             seen.add(marker)
             problems.append(diag)
 
-    if provider == "empiriolabs" and any(i.impl.paid for i in graph.instances):
-        problems.append(
-            recipe.smap.diagnostic(
-                ("provider",),
-                "provider empiriolabs (the real, paid API) is not available in this version of "
-                "motionflow; use provider: simulate, which prices every generation the same way",
-            )
-        )
     planned: dict[str, PlannedInstance] = {}
     by_stage: dict[str, list[Instance]] = {}
     for instance in graph.instances:

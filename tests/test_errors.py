@@ -29,10 +29,12 @@ def test_exit_codes() -> None:
         errors.CacheError: 2,
         errors.StageError: 1,
         errors.ProviderError: 1,
+        errors.PublishError: 1,
         errors.BudgetError: 3,
     }
     assert set(expected) == set(errors.MotionflowError.__subclasses__()) | {
-        errors.ToolNotFoundError
+        errors.ToolNotFoundError,
+        errors.PublishError,
     }
     for cls, code in expected.items():
         assert cls.exit_code == code, cls

@@ -64,6 +64,8 @@ class JobRecord:
         actual_usd: ``cost.amount`` from the usage API, when it could be read.
         error: the service's (or our) message for failed, lost and in-doubt jobs.
         history: ``[state, time]`` for every transition, oldest first.
+        stage: the recipe stage the job belongs to.
+        billed_seconds: the billable seconds the service reported, when it did.
     """
 
     key: str
@@ -80,6 +82,8 @@ class JobRecord:
     actual_usd: float | None = None
     error: str | None = None
     history: list[list[str]] = field(default_factory=list)
+    stage: str = ""
+    billed_seconds: float | None = None
 
     @property
     def started_at(self) -> str:
@@ -109,11 +113,25 @@ class Journal:
                 it may stand for money already spent).
         """
         path = self._path(key)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return JobRecord(**data)
-        except FileNotFoundError:
+        if not path.exists():
             return None
+        return self._read(path)
+
+    def all(self, *, archived: bool = False) -> list[JobRecord]:
+        """Every current record, oldest first; with ``archived``, replaced ones too.
+
+        Raises:
+            CacheError: a record cannot be read.
+        """
+        paths = sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []
+        if archived and (self.folder / "archive").is_dir():
+            paths += sorted((self.folder / "archive").glob("*.json"))
+        records = [self._read(p) for p in paths]
+        return sorted(records, key=lambda r: r.started_at)
+
+    def _read(self, path: Path) -> JobRecord:
+        try:
+            return JobRecord(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
             msg = (
                 f"the journal record {str(path)!r} cannot be read ({exc}); it may stand for a "
@@ -121,12 +139,38 @@ class Journal:
             )
             raise CacheError(msg) from exc
 
-    def all(self) -> list[JobRecord]:
-        """Every record, oldest first."""
-        if not self.folder.is_dir():
-            return []
-        records = [self.get(p.stem) for p in self.folder.glob("*.json")]
-        return sorted((r for r in records if r is not None), key=lambda r: r.started_at)
+    def archive(self, record: JobRecord, reason: str) -> None:
+        """Move a finished-with record aside (kept for ``jobs`` and ``spend``), freeing its key.
+
+        Used only when the user asked to pay again (``--retry-failed``, ``--resubmit-in-doubt``,
+        ``--resubmit-lost``) or when the usage API proved nothing was charged.
+        """
+        record.error = f"{record.error or ''} [{reason}]".strip()
+        record.history.append(["archived", _now()])
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        self._write(record, self.folder / "archive" / f"{record.key}.{stamp}.json")
+        self._path(record.key).unlink(missing_ok=True)
+
+    def discard(self, record: JobRecord) -> None:
+        """Delete a ``submitting`` record whose POST certainly charged nothing.
+
+        Raises:
+            CacheError: the record is past ``submitting`` (it may stand for money spent).
+        """
+        if record.state != "submitting":
+            msg = f"journal: {record.key[:12]}… is {record.state}; only a submit can be forgotten"
+            raise CacheError(msg)
+        self._path(record.key).unlink(missing_ok=True)
+
+    def annotate(self, record: JobRecord, **changes: Any) -> JobRecord:
+        """Record facts that are not a transition (the charged amount, billed seconds)."""
+        for name, value in changes.items():
+            if name not in {"actual_usd", "billed_seconds", "error"}:
+                msg = f"annotate cannot change {name!r}; use advance for transitions"
+                raise TypeError(msg)
+            setattr(record, name, value)
+        self._write(record)
+        return record
 
     def begin(
         self,
@@ -173,23 +217,24 @@ class Journal:
         self._write(record)
         return record
 
-    def _write(self, record: JobRecord) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(record.key)
+    def _write(self, record: JobRecord, path: Path | None = None) -> None:
+        path = path or self._path(record.key)
+        folder = path.parent
         tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             with tmp.open("w", encoding="utf-8") as handle:
                 json.dump(asdict(record), handle, sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())
             tmp.replace(path)
-            fd = os.open(self.folder, os.O_RDONLY)
+            fd = os.open(folder, os.O_RDONLY)
             try:
                 os.fsync(fd)  # the rename itself is durable too
             finally:
                 os.close(fd)
         except OSError as exc:
-            msg = f"cannot write the journal in {str(self.folder)!r}: {exc}; nothing was submitted"
+            msg = f"cannot write the journal in {str(folder)!r}: {exc}; nothing was submitted"
             raise CacheError(msg) from exc
         finally:
             tmp.unlink(missing_ok=True)

@@ -93,6 +93,8 @@ class EmpirioLabsClient:
         clock: monotonic seconds, for job timeouts.
         rng: the jitter source for backoff and polling.
         max_attempts: attempts per request before giving up on transient errors.
+        poll_seconds: the first poll interval (later ones grow to three times it); backoff
+            steps shrink with it when it is under the contract's 5 s.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class EmpirioLabsClient:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         max_attempts: int = 5,
+        poll_seconds: float = 5.0,
     ) -> None:
         if not api_key.strip():
             msg = "the EmpirioLabs API key is empty; set EMPIRIOLABS_API_KEY"
@@ -130,6 +133,11 @@ class EmpirioLabsClient:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._max_attempts = max(max_attempts, 1)
+        if not poll_seconds > 0:
+            msg = f"the poll interval must be a positive number of seconds, not {poll_seconds!r}"
+            raise UsageError(msg)
+        self._poll_seconds = poll_seconds
+        self._backoff_base = _BACKOFF_BASE * min(1.0, poll_seconds / 5.0)
         self._unknown: set[str] = set()
         self.warnings: list[str] = []
         """Things worth telling the user (unknown statuses, each once); never printed here."""
@@ -179,7 +187,7 @@ class EmpirioLabsClient:
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter above half the step."""
-        step = min(_BACKOFF_BASE * 2**attempt, _BACKOFF_CAP)
+        step = min(self._backoff_base * 2**attempt, _BACKOFF_CAP)
         return float(step * self._rng.uniform(0.5, 1.0))
 
     async def _wait_rate_limited(self, response: httpx.Response, attempt: int) -> float:
@@ -204,6 +212,7 @@ class EmpirioLabsClient:
         json: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> httpx.Response:
         """Send one API request with the key, after the limiter; same-host redirects only."""
         if not self._on_api_host(url):  # defensive: every caller builds API-host URLs
@@ -215,7 +224,7 @@ class EmpirioLabsClient:
             **(headers or {}),
         }
         request = self._http.build_request(
-            method, url, json=json, params=params, headers=all_headers
+            method, url, json=json, params=params, headers=all_headers, files=files
         )
         for _ in range(4):
             if self._limiter is not None:
@@ -468,7 +477,7 @@ class EmpirioLabsClient:
                     started = now
                 elif now - started >= timeout:
                     raise JobTimeout(job_id, timeout)
-            await self._sleep(poll_interval(attempt, self._rng))
+            await self._sleep(poll_interval(attempt, self._rng, first=self._poll_seconds))
             attempt += 1
 
     async def usage(
@@ -478,14 +487,16 @@ class EmpirioLabsClient:
         model: str | None = None,
         status: str | None = None,
         limit: int = 100,
+        max_pages: int = 20,
     ) -> list[UsageEvent]:
-        """Usage events since ``since``, to settle a submit that is in doubt.
+        """Usage events since ``since``, newest first, following ``before`` across pages.
 
         Args:
             since: the earliest event time (the submit's ``sent_at``, minus a little slack).
             model: only this model.
             status: only events with this status.
-            limit: at most this many events.
+            limit: events per page.
+            max_pages: pages to read at most (each is one rate-limited request).
         """
         when = since if since.tzinfo else since.replace(tzinfo=UTC)
         params = {"from": when.isoformat(), "limit": str(limit)}
@@ -495,10 +506,67 @@ class EmpirioLabsClient:
             params["status"] = status
         what = "read the account usage"
         url = self.base_url + "/v1/account/usage"
-        response, data = await self._get_json(url, what=what, params=params)
-        if data is None:
-            raise self._api_error(response, what)
-        return parse_usage(data)
+        events: list[UsageEvent] = []
+        for _ in range(max(max_pages, 1)):
+            response, data = await self._get_json(url, what=what, params=params)
+            if data is None:
+                raise self._api_error(response, what)
+            page = parse_usage(data)
+            events += page
+            more = isinstance(data, dict) and data.get("has_more") is True
+            cursor = page[-1].event_id if page else None
+            if not more or not cursor:
+                break
+            params = {**params, "before": cursor}
+        return events
+
+    async def upload(self, path: Path, *, content_type: str) -> str:
+        """Upload a local file with ``POST /v1/files/upload``; nothing is billed.
+
+        Returns:
+            The URL the service gave for it, else its storage path.
+
+        Raises:
+            ProviderError: the upload was refused or kept failing.
+        """
+        what = f"upload {path.name!r}"
+        url = self.base_url + "/v1/files/upload"
+        data = path.read_bytes()
+        problem = ""
+        for attempt in range(self._max_attempts):
+            try:
+                response = await self._send(
+                    "POST", url, files={"file": (path.name, data, content_type)}
+                )
+            except httpx.TransportError as exc:
+                problem = self._redact(f"{type(exc).__name__}: {exc}")
+                delay = self._backoff(attempt)
+            else:
+                status = response.status_code
+                if status == 429:
+                    problem = "HTTP 429 (rate limited)"
+                    delay = await self._wait_rate_limited(response, attempt)
+                elif status >= 500:
+                    problem = f"HTTP {status}"
+                    delay = self._backoff(attempt)
+                elif not response.is_success:
+                    raise self._api_error(response, what)
+                else:
+                    try:
+                        body = response.json()
+                    except ValueError:
+                        body = None
+                    found = body.get("url") or body.get("path") if isinstance(body, dict) else None
+                    if isinstance(found, str) and found:
+                        return found
+                    msg = f"cannot {what}: the answer names no url or path: " + self._redact(
+                        excerpt(response.content)
+                    )
+                    raise ProviderError(msg)
+            if attempt + 1 < self._max_attempts:
+                await self._sleep(delay)
+        msg = f"cannot {what}: {problem} (after {self._max_attempts} attempts); try again later"
+        raise ProviderError(msg)
 
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> int:
         """Stream an output video to ``dest`` (temp file, fsync, rename), without the key.

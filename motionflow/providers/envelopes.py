@@ -12,6 +12,7 @@ from typing import Any
 from motionflow.errors import ProviderError, UsageError
 
 __all__ = [
+    "LOST_HINT",
     "RESUBMIT_HINT",
     "AuthError",
     "ErrorInfo",
@@ -34,7 +35,8 @@ __all__ = [
     "parse_usage",
 ]
 
-RESUBMIT_HINT = "resubmit only with the explicit resubmit flag"
+RESUBMIT_HINT = "to pay for it again, run with --resubmit-in-doubt"
+LOST_HINT = "to pay for it again, run with --resubmit-lost"
 _EXCERPT = 160
 _MAX_PROMPT = 2500
 _CAPS = {"image": 10.0, "video": 30.0}
@@ -200,6 +202,8 @@ class UsageEvent:
         output_urls: output URLs, when the event lists them.
         created_at: when the call was made, or ``None``.
         job_id: the job id, when the event names it.
+        event_id: the event's own id (the ``before`` cursor of the next page), if any.
+        mode: ``std`` or ``pro``, when the event says.
     """
 
     cost_usd: float | None
@@ -208,6 +212,8 @@ class UsageEvent:
     output_urls: list[str]
     created_at: datetime | None
     job_id: str | None = None
+    event_id: str | None = None
+    mode: str | None = None
 
 
 def _cost(value: object) -> float | None:
@@ -244,6 +250,8 @@ def parse_usage(data: object) -> list[UsageEvent]:
                 output_urls=urls,
                 created_at=parse_time(item.get("created_at") or item.get("timestamp")),
                 job_id=_text(item.get("job_id")) or None,
+                event_id=_text(item.get("id")) or None,
+                mode=_text(item.get("mode")) or None,
             )
         )
     return events
@@ -304,7 +312,7 @@ class JobNotFound(ProviderError):  # noqa: N818 - the name says it
         msg = (
             f"EmpirioLabs does not know job {job_id!r} (HTTP 404): it is unknown or expired "
             "(job state is kept one hour after completion). If its video was not downloaded, "
-            f"the result is lost; {RESUBMIT_HINT}"
+            f"the result is lost; {LOST_HINT}"
         )
         super().__init__(msg)
         self.job_id = job_id

@@ -61,18 +61,20 @@ def is_queued(raw: str) -> bool:
     return raw.strip().lower() in QUEUED
 
 
-def poll_interval(attempt: int, rng: random.Random) -> float:
+def poll_interval(attempt: int, rng: random.Random, *, first: float = _FIRST) -> float:
     """Seconds to wait before poll number ``attempt + 1``: about 5 s at first, 10..20 s later.
 
     Args:
         attempt: how many polls of this job were made already (0 for the first wait).
         rng: the source of jitter, so that tests can pin it.
+        first: the first interval; later ones grow to three times it (the default 5 s
+            gives the contract's schedule; a fake server at a compressed time scale uses less).
 
     Returns:
         ``min(5 * 1.25**attempt, 15)`` seconds, jittered by ±25 % so that many jobs
         submitted together do not poll in lockstep.
     """
-    base = min(_FIRST * _GROWTH ** max(attempt, 0), _CEILING)
+    base = min(first * _GROWTH ** max(attempt, 0), first * _CEILING / _FIRST)
     return base * (1.0 + rng.uniform(-_JITTER, _JITTER))
 
 

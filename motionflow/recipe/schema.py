@@ -9,9 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 __all__ = [
     "IDENTIFIER",
     "Budget",
+    "LoopbackPublish",
+    "PublishSpec",
     "RecipeModel",
     "RemoteInput",
+    "S3Publish",
     "StageSpec",
+    "StaticPublish",
+    "UploadPublish",
+    "UrlPublish",
 ]
 
 #: Names that can appear inside ``${...}`` references and Jinja expressions.
@@ -31,6 +37,56 @@ class Budget(_Strict):
     max_usd: float | None = Field(
         default=None, ge=0, description="Most dollars this recipe may spend in one run."
     )
+
+
+class UrlPublish(_Strict):
+    """Pass on the URLs remote inputs were fetched from (local files cannot be published)."""
+
+    kind: Literal["url"]
+
+
+class StaticPublish(_Strict):
+    """Copy files into a folder that a web server publishes at ``base_url``."""
+
+    kind: Literal["static"]
+    dir: str = Field(description="The served folder (relative to the project, or absolute).")
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^/\s]+")] = Field(
+        description="The http(s) URL the folder is served at."
+    )
+
+
+class S3Publish(_Strict):
+    """Upload to an S3-compatible bucket and hand out presigned GET URLs (``motionflow[s3]``)."""
+
+    kind: Literal["s3"]
+    bucket: str = Field(min_length=3, description="The bucket name.")
+    prefix: str = Field(default="motionflow/", description="Key prefix inside the bucket.")
+    endpoint_url: Annotated[str, StringConstraints(pattern=r"^https?://")] | None = Field(
+        default=None, description="An S3-compatible endpoint (MinIO, R2, ...); AWS if omitted."
+    )
+    region: str | None = Field(default=None, description="The bucket's region.")
+    expires_hours: float = Field(
+        default=24, gt=0, le=168, description="How long presigned URLs stay valid (max 7 days)."
+    )
+
+
+class UploadPublish(_Strict):
+    """Use the service's own upload endpoint (unconfirmed for this model: opt in)."""
+
+    kind: Literal["empiriolabs-upload"]
+
+
+class LoopbackPublish(_Strict):
+    """Serve files from the motionflow process on 127.0.0.1 (only for a local fake server)."""
+
+    kind: Literal["loopback"]
+
+
+PublishSpec = Annotated[
+    UrlPublish | StaticPublish | S3Publish | UploadPublish | LoopbackPublish,
+    Field(discriminator="kind"),
+]
+"""How local media become URLs the service fetches; ``publish:`` in a recipe."""
 
 
 class RemoteInput(_Strict):
@@ -86,6 +142,11 @@ class RecipeModel(_Strict):
         description="simulate: offline and free; empiriolabs: the real, paid API.",
     )
     budget: Budget = Field(default_factory=Budget)
+    publish: PublishSpec | None = Field(
+        default=None,
+        description="How local media become URLs the service can fetch: url, static, s3, "
+        "empiriolabs-upload, loopback. simulate defaults to loopback; empiriolabs needs one.",
+    )
     vars: dict[Identifier, Any] = Field(
         default_factory=dict, description="Values for {{ ... }} templates; --var k=v overrides."
     )

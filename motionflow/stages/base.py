@@ -84,6 +84,10 @@ class StageContext:
         labels: for a stage that gathers ``over: variants``, one human label per gathered
             item (``outfit=red jacket, mode=pro``; `` · take 2`` added with takes), in the
             order of the lists its references resolve to. Empty otherwise.
+        key: the instance's cache key (paid stages journal their jobs under it).
+        recipe: the recipe's name.
+        session: the run's provider session (``providers.session.GenerationSession``) for
+            paid stages, created on first use; None for other stages.
     """
 
     workdir: Path
@@ -93,6 +97,9 @@ class StageContext:
     label: str
     emit: Callable[[Any], None]
     labels: list[str] = field(default_factory=list)
+    key: str = ""
+    recipe: str = ""
+    session: Any = None
 
 
 @dataclass
@@ -100,10 +107,13 @@ class StageResult:
     """Outputs of a finished stage: ``Path`` for file outputs, JSON values otherwise.
 
     ``meta`` (job id, billed seconds, model, ...) is kept in the cache record and receipts.
+    ``on_stored``, if set, is called with the cache record once the outputs are safely in the
+    cache (a paid stage marks its journal entry ``stored`` then).
     """
 
     outputs: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+    on_stored: Callable[[dict[str, Any]], None] | None = None
 
 
 @runtime_checkable

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from functools import cache
 from typing import Any, ClassVar, Literal
 
@@ -15,7 +14,6 @@ from pydantic import (
 )
 
 from motionflow.errors import UsageError
-from motionflow.events import JobCompleted, JobSubmitted
 from motionflow.providers.pricing import billable_seconds, price_table
 from motionflow.stages.base import (
     BaseStage,
@@ -168,42 +166,56 @@ class MotionControlStage(BaseStage):
         )
 
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
-        """Submit, wait and download; with ``simulate``, render a labelled stand-in video."""
-        assert isinstance(params, MotionControlParams)
-        if ctx.provider != "simulate":
-            msg = (
-                f"provider {ctx.provider!r} is not available in this version of motionflow; "
-                "use provider: simulate"
-            )
-            raise UsageError(msg)
-        from motionflow.providers.simulate_render import render_simulated_video
+        """Publish the references, submit (or resume) the job, wait, and download the video.
 
+        Both providers go through the real HTTP client; ``simulate`` talks to the fake server
+        the session starts on loopback.
+
+        Raises:
+            ProviderError: the job failed, is in doubt or lost, or the service refused it.
+        """
+        assert isinstance(params, MotionControlParams)
+        from motionflow.providers.session import GenerationSession, JobSpec
+
+        session = ctx.session
+        if not isinstance(session, GenerationSession):
+            msg = "kling.motion_control needs the run's provider session (run it with motionflow)"
+            raise UsageError(msg)
         estimate = self.estimate(params, ctx.provider)
-        job_id = f"sim-{uuid.uuid4().hex[:16]}"
-        ctx.emit(JobSubmitted(ctx.stage, ctx.label, ctx.provider, job_id, estimate.usd))
-        dest = ctx.workdir / "video.mp4"
-        await render_simulated_video(
-            image=params.image.path,
-            video=params.video.path,
-            dest=dest,
-            mode=params.mode,
-            seconds=estimate.seconds,
-            keep_original_sound=params.keep_original_sound,
+        spec = JobSpec(
+            key=ctx.key,
+            stage=ctx.stage,
             label=ctx.label,
+            recipe=ctx.recipe,
+            image=params.image,
+            video=params.video,
+            prompt=params.prompt,
+            mode=params.mode,
+            character_orientation=params.character_orientation,
+            duration=params.duration,
+            keep_original_sound=params.keep_original_sound,
+            estimated_usd=estimate.usd,
         )
-        ctx.emit(JobCompleted(ctx.stage, ctx.label, job_id, estimate.seconds))
+        done = await session.generate(spec, ctx.workdir)
+        record = done.record
         table = price_table()
+
+        def stored(cache_record: dict[str, Any]) -> None:
+            session.stored(record, cache_record["outputs"]["video"]["file"])
+
         return StageResult(
-            {"video": dest},
+            {"video": done.path},
             meta={
                 "provider": ctx.provider,
                 "model": MODEL_ID,
-                "job_id": job_id,
+                "job_id": record.job_id,
                 "rendered_prompt": params.prompt,
-                "billed_seconds": estimate.seconds,
+                "billed_seconds": record.billed_seconds or estimate.seconds,
                 "estimated_usd": estimate.usd,
-                "actual_usd": 0.0,
+                "actual_usd": 0.0 if session.free else record.actual_usd,
                 "price_table_as_of": table.as_of,
-                "simulated": True,
+                "simulated": session.free,
+                "resumed": done.resumed,
             },
+            on_stored=stored,
         )

@@ -1,0 +1,3 @@
+"""Publishers: local media → URLs the EmpirioLabs service can fetch (see ``base``)."""
+
+__all__: list[str] = []

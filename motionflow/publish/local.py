@@ -1,0 +1,122 @@
+"""Publishers that need no cloud: ``url`` (pass-through), ``static`` (a served folder), loopback."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from motionflow.errors import PublishError
+from motionflow.publish.base import Published
+from motionflow.publish.fileserver import FileServer
+from motionflow.stages.base import FileArtifact
+
+__all__ = ["LoopbackPublisher", "StaticPublisher", "UrlPublisher", "published_name"]
+
+
+def published_name(artifact: FileArtifact) -> str:
+    """The content-addressed file name a file is published under: ``<hex digest><ext>``."""
+    return artifact.digest.split(":", 1)[-1] + artifact.ext.lower()
+
+
+class UrlPublisher:
+    """Passes through inputs that came from an http(s) URL; local files cannot be published.
+
+    Args:
+        origin_of: the URL a digest was downloaded from, or None (the cache remembers it).
+    """
+
+    kind = "url"
+    identity = ""  # nothing to remember: the origin is already known
+
+    def __init__(self, origin_of: Callable[[str], str | None]) -> None:
+        self._origin_of = origin_of
+
+    async def publish(self, artifact: FileArtifact) -> Published:
+        """The URL ``artifact`` was fetched from.
+
+        Raises:
+            PublishError: the file is local (or was made by a stage), so it has no URL.
+        """
+        origin = self._origin_of(artifact.digest)
+        if origin is None:
+            msg = (
+                f"the url publisher can only pass on inputs that came from a URL, and "
+                f"{str(artifact.path)!r} is a local or generated file; use publish: "
+                "{kind: static}, {kind: s3} or {kind: empiriolabs-upload}. Nothing was submitted"
+            )
+            raise PublishError(msg)
+        return Published(origin)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class StaticPublisher:
+    """Copies files into ``folder``, which a web server publishes at ``base_url``.
+
+    Files are named by content (``<digest><ext>``), so a file is copied once and a URL never
+    changes meaning. The copy is atomic (temp file, rename): a fetch never sees half a file.
+
+    Args:
+        folder: the served folder.
+        base_url: the http(s) URL the folder is served at.
+    """
+
+    kind = "static"
+
+    def __init__(self, folder: Path, base_url: str) -> None:
+        self.folder = folder
+        self.base_url = base_url.rstrip("/")
+        self.identity = f"static:{self.base_url}"
+
+    async def publish(self, artifact: FileArtifact) -> Published:
+        """Copy ``artifact`` into the folder (unless it is there) and return its URL.
+
+        Raises:
+            PublishError: the folder cannot be written.
+        """
+        name = published_name(artifact)
+        dest = self.folder / name
+        if not dest.is_file() or dest.stat().st_size != artifact.path.stat().st_size:
+            tmp = dest.with_name(f".{name}.{uuid.uuid4().hex}.part")
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(artifact.path, tmp)
+                tmp.chmod(0o644)  # served by another user, typically
+                tmp.replace(dest)
+            except OSError as exc:
+                msg = (
+                    f"cannot publish {str(artifact.path)!r} into {str(self.folder)!r}: "
+                    f"{exc.strerror or exc}; fix publish.dir or its permissions. "
+                    "Nothing was submitted"
+                )
+                raise PublishError(msg) from exc
+            finally:
+                tmp.unlink(missing_ok=True)
+        return Published(f"{self.base_url}/{name}")
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class LoopbackPublisher:
+    """Serves files from this process on 127.0.0.1: only a local fake server can fetch them.
+
+    The URLs die with the process, so they are never remembered.
+    """
+
+    kind = "loopback"
+    identity = ""
+
+    def __init__(self) -> None:
+        self.server = FileServer()
+
+    async def publish(self, artifact: FileArtifact) -> Published:
+        """Serve ``artifact`` and return its loopback URL."""
+        return Published(self.server.add(artifact.path, published_name(artifact)))
+
+    async def aclose(self) -> None:
+        """Stop the file server."""
+        self.server.stop()
