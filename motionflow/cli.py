@@ -522,6 +522,121 @@ def run(
     sys.exit(result.exit_code)
 
 
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+@main.command()
+@_cache_option
+@click.option("--all", "show_all", is_flag=True, help="Also list jobs replaced by a resubmit.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(
+        ["submitting", "submitted", "completed", "stored", "in_doubt", "failed", "lost"]
+    ),
+    help="Only jobs in this state (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+def jobs(cache_dir: str | None, show_all: bool, states: tuple[str, ...], as_json: bool) -> None:
+    """List paid jobs: in flight, in doubt, failed, lost and completed, with ids, ages, costs."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from motionflow.cache.store import default_cache_dir
+    from motionflow.ledger import job_rows
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    with _errors():
+        rows = [r for r in job_rows(root, archived=show_all) if not states or r.state in states]
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows]))
+        return
+    console = _console()
+    if not rows:
+        console.print("No jobs in the journal.")
+        return
+    table = Table(title=f"jobs ({root / 'journal'})")
+    for col in ("state", "job id", "recipe", "instance", "age", "estimate", "charged", "note"):
+        table.add_column(
+            col,
+            justify="right" if col in {"estimate", "charged", "age"} else "left",
+            no_wrap=col in {"job id", "state"},  # ids are copied from here: never cut
+            overflow="fold",
+        )
+    colours = {"in_doubt": "red", "failed": "red", "lost": "red", "stored": "green"}
+    for r in rows:
+        state = r.state + (" (replaced)" if r.archived else "")
+        colour = colours.get(r.state, "yellow")
+        table.add_row(
+            f"[{colour}]{escape(state)}[/]",
+            escape(r.job_id or "-"),
+            escape(r.recipe),
+            escape(r.label),
+            _age(r.age_seconds),
+            _money(r.estimated_usd),
+            "-" if r.actual_usd is None else _money(r.actual_usd),
+            escape(r.error[:120]),
+        )
+    console.print(table)
+    stuck = [r for r in rows if not r.archived and r.state in {"in_doubt", "failed", "lost"}]
+    if stuck:
+        console.print(
+            "Jobs in doubt, failed or lost are not paid for again by themselves: see "
+            "docs/generation.md, then run with --resubmit-in-doubt, --retry-failed or "
+            "--resubmit-lost."
+        )
+
+
+@main.command()
+@_cache_option
+@click.option(
+    "--by",
+    type=click.Choice(["recipe", "stage", "day"]),
+    default="recipe",
+    show_default=True,
+    help="How to group the paid jobs.",
+)
+@click.option("--simulated", is_flag=True, help="Include simulated (free) jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def spend(cache_dir: str | None, by: str, simulated: bool, as_json: bool) -> None:
+    """Summarise what paid jobs cost, by recipe, stage or day (from the journal)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from motionflow.cache.store import default_cache_dir
+    from motionflow.ledger import spend_rows
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    with _errors():
+        rows = spend_rows(root, by=by, simulated=simulated)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows]))
+        return
+    console = _console()
+    if not rows:
+        console.print("No paid jobs in the journal.")
+        return
+    table = Table(title=f"spend by {by}")
+    for col in (by, "jobs", "estimated", "charged"):
+        table.add_column(col, justify="left" if col == by else "right")
+    for r in rows:
+        note = f" ({r.unconfirmed} estimated)" if r.unconfirmed else ""
+        table.add_row(
+            escape(r.group), str(r.jobs), _money(r.estimated_usd), _money(r.charged_usd) + note
+        )
+    total = sum(r.charged_usd for r in rows)
+    table.add_row("[bold]total[/]", str(sum(r.jobs for r in rows)), "", f"[bold]{_money(total)}[/]")
+    console.print(table)
+
+
 @main.command()
 @_recipe_options
 @click.option(

@@ -81,6 +81,9 @@ class Faults:
         fail_jobs: the next N accepted jobs end ``failed`` with an error object.
         expire_after_complete: jobs answer 404 as soon as they complete.
         insufficient_credits_after: after N accepted submits, further submits get 402.
+        reject_submits: the next N valid submits get 422 ``invalid_parameter`` (as when the
+            service cannot use a reference file); nothing is charged.
+        unknown_model: submits get 404 ``model_not_found`` (a withdrawn or renamed model).
         error_style: the error envelope to send.
         flaky_rate: with ``seed``, the probability that a matching request (same scope as
             ``server_errors``) gets a 5xx; reproducible for a given seed.
@@ -106,6 +109,8 @@ class Faults:
     fail_jobs: int = 0
     expire_after_complete: bool = False
     insufficient_credits_after: int | None = None
+    reject_submits: int = 0
+    unknown_model: bool = False
     error_style: ErrorStyle = "openai"
     flaky_rate: float = 0.0
     seed: int | None = None
@@ -208,6 +213,11 @@ class FaultPlan:
         """Consume one malformed job-poll response."""
         with self._lock:
             return self._take("malformed_json")
+
+    def take_reject_submit(self) -> bool:
+        """Consume one refused submit."""
+        with self._lock:
+            return self._take("reject_submits")
 
     def take_fail_job(self) -> bool:
         """Consume one job failure (decided when the job is accepted)."""

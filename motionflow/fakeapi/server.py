@@ -364,6 +364,12 @@ class FakeEmpirioLabs:
         checked = validate_submit(body, reject_unknown=self.config.reject_unknown_fields)
         if isinstance(checked, ValidationFailure):
             return self._error(checked.status, checked.code, checked.message, checked.param)
+        if self._plan.current.unknown_model:
+            msg = f"Model {checked.model!r} does not exist."
+            return self._error(404, "model_not_found", msg, "model")
+        if self._plan.take_reject_submit():
+            msg = "The reference video could not be processed: no person was detected."
+            return self._error(422, "invalid_parameter", msg, "reference_video")
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         key = headers.get("idempotency-key") or hashlib.sha256(canonical.encode()).hexdigest()
         credits_after = self._plan.current.insufficient_credits_after

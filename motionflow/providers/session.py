@@ -387,9 +387,14 @@ class GenerationSession:
             return None
         client = await self.client()
         async with key_lock(self._root, "submit"):  # no submit is in flight meanwhile
-            verdict = await self._settle(client, record)
-        if isinstance(verdict, JobRecord):
-            return verdict
+            verdicts = await self._settle_all(client)
+            current = self.journal.get(record.key)
+        if current is not None and current.state == "submitted":
+            return current  # adopted from the usage API (by this or another process)
+        if current is None:  # pragma: no cover - the key lock is ours
+            return None
+        record = current
+        verdict = verdicts.get(record.key, "")
         if verdict == "not charged":
             self.journal.archive(record, "the usage API shows no charge for it")
             return None
@@ -403,38 +408,67 @@ class GenerationSession:
         )
         raise ProviderError(msg)
 
-    async def _settle(self, client: EmpirioLabsClient, record: JobRecord) -> JobRecord | str:
-        """Look for the in-doubt submit in the usage API.
+    async def _settle_all(self, client: EmpirioLabsClient) -> dict[str, str]:
+        """Match every in-doubt submit of this cache against the usage API's charges.
+
+        Call it holding the submit lock: then no submit is in flight anywhere, every job
+        accepted since is journaled, and the unclaimed charges (those no record names) can
+        only belong to in-doubt submits. Submits are serialised by that lock, so the job of
+        a submit sent at ``t`` was created after ``t`` and before the next submit was sent:
+        a charge in that window, and only one, is adopted as that submit's job.
 
         Returns:
-            The record adopted as ``submitted`` when exactly one unclaimed charge matches;
-            ``"not charged"`` when the usage API lists none long enough after the submit;
-            otherwise why it stays in doubt.
+            For each record still in doubt, by key: ``"not charged"`` when the usage API
+            lists no charge for it long enough after the submit, otherwise why it stays in
+            doubt. Adopted records are ``submitted`` in the journal.
         """
-        sent = _parse_time(record.started_at)
+        records = self.journal.all(archived=True)
+        doubts = [r for r in records if r.state == "in_doubt" and r.job_id is None]
+        doubts = [r for r in doubts if self.journal.get(r.key) is not None]  # not archived
+        if not doubts:
+            return {}
+        first = min(_parse_time(r.started_at) for r in doubts) - _SETTLE_SLACK
         try:
-            events = await client.usage(sent - _SETTLE_SLACK, model=MODEL_ID)
+            events = await client.usage(first, model=MODEL_ID)
         except ProviderError as exc:
-            return f"(the usage API could not be read: {exc})"
-        claimed = {r.job_id for r in self.journal.all(archived=True) if r.job_id}
-        mode = record.request.get("mode")
-        later = [e for e in events if e.created_at is None or e.created_at >= sent - _SETTLE_SLACK]
-        unnamed = [e for e in later if not e.job_id]
-        candidates = [
-            e
-            for e in later
-            if e.job_id and e.job_id not in claimed and (e.mode is None or e.mode == mode)
-        ]
-        if len(candidates) == 1 and not unnamed:
-            job_id = candidates[0].job_id
-            return self.journal.advance(record, "submitted", job_id=job_id)
-        if candidates or unnamed:
-            return f"({len(candidates) + len(unnamed)} charges since then could be it)"
-        age = (datetime.now(UTC) - sent).total_seconds()
-        if age >= self.options.usage_lag:
-            return "not charged"
-        wait = self.options.usage_lag - age
-        return f"(the usage API lists no charge yet; it may lag: run again in {wait:.0f} s)"
+            why = f"(the usage API could not be read: {exc})"
+            return {r.key: why for r in doubts}
+        claimed = {r.job_id for r in records if r.job_id}
+        pool = [e for e in events if e.job_id not in claimed]
+        if any(e.job_id is None or e.created_at is None for e in pool):
+            why = "(the usage API lists charges it cannot tie to a job)"
+            return {r.key: why for r in doubts}
+        starts = sorted(_parse_time(r.started_at) for r in records)
+        verdicts: dict[str, str] = {}
+        now = datetime.now(UTC)
+        for record in sorted(doubts, key=lambda r: r.started_at):
+            sent = _parse_time(record.started_at)
+            later = [t for t in starts if t > sent]
+            until = later[0] if later else now + _SETTLE_SLACK
+            mode = record.request.get("mode")
+            window = [
+                e
+                for e in pool
+                if e.created_at is not None
+                and sent - _SETTLE_SLACK <= e.created_at < until
+                and (e.mode is None or e.mode == mode)
+            ]
+            if len(window) == 1:
+                pool.remove(window[0])
+                self.journal.advance(record, "submitted", job_id=window[0].job_id)
+                continue
+            if window:
+                verdicts[record.key] = f"({len(window)} charges around then could be it)"
+                continue
+            age = (now - sent).total_seconds()
+            if age >= self.options.usage_lag:
+                verdicts[record.key] = "not charged"
+            else:
+                wait = self.options.usage_lag - age
+                verdicts[record.key] = (
+                    f"(the usage API lists no charge yet; it may lag: run again in {wait:.0f} s)"
+                )
+        return verdicts
 
     async def _publish(self, spec: JobSpec) -> tuple[str, str]:
         image, video = await asyncio.gather(self._urls.url(spec.image), self._urls.url(spec.video))

@@ -1,0 +1,167 @@
+"""Never paid twice: SIGKILL at random moments, two processes at once, Ctrl-C detaching."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ASSETS
+from service import API_KEY, Service, make_service
+
+from motionflow.cache.journal import JobRecord, Journal
+
+OUTFITS = [
+    "red jacket",
+    "white hoodie",
+    "blue coat",
+    "green scarf",
+    "black suit",
+    "gold cape",
+    "grey vest",
+    "pink dress",
+]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    root = tmp_path / "proj"
+    (root / "assets").mkdir(parents=True)
+    (root / "motionflow.toml").write_text("", encoding="utf-8")
+    for name in ("hero.png", "dance.mp4"):
+        shutil.copy(ASSETS / name, root / "assets" / name)
+    # Jobs take ~1.5 s (queue 1 s + processing 2 s at a 0.5 time scale), two at a time, so a
+    # sweep needs several runs' worth of time: kills land while jobs are submitted, queued,
+    # processing or downloaded.
+    svc = make_service(root, tmp_path / "cache", time_scale=0.5)
+    svc.env["EMPIRIOLABS_MAX_JOBS"] = "2"
+    try:
+        yield svc
+    finally:
+        svc.static.stop()
+        svc.fake.stop()
+
+
+def _prompts() -> set[str]:
+    return {f"The character wears a {o} and dances." for o in OUTFITS}
+
+
+def _check_finished(svc: Service) -> None:
+    videos = sorted((svc.root / "out" / "paid").rglob("take.mp4"))
+    assert len(videos) == len(OUTFITS)
+    by_prompt = svc.submits_by_prompt()
+    assert set(by_prompt) == _prompts()
+    assert all(n == 1 for n in by_prompt.values()), by_prompt  # one paid submit per key
+    assert [j["state"] for j in svc.jobs()] == ["stored"] * len(OUTFITS)
+
+
+def test_sigkill_at_random_moments_never_pays_twice(service: Service) -> None:
+    service.recipe(OUTFITS)
+    rng = random.Random(20261124)
+    kills = 0
+    for _ in range(8):
+        proc = service.popen("run", "paid.yaml", "-q")
+        time.sleep(rng.uniform(0.3, 2.0))  # the interpreter starts in ~0.3 s
+        if proc.poll() is None:
+            proc.kill()  # SIGKILL: no cleanup, no finally blocks
+            kills += 1
+        proc.communicate(timeout=60)
+    assert kills >= 4  # the schedule really interrupted runs
+    final = service.run_json()
+    assert final["_exit"] == 0, final["_stderr"]
+    _check_finished(service)
+
+
+def test_two_processes_at_once_pay_for_each_generation_once(service: Service) -> None:
+    service.recipe(OUTFITS)
+    procs = [service.popen("run", "paid.yaml", "--jobs", "4") for _ in range(2)]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    for proc, (_, err) in zip(procs, outcomes, strict=True):
+        assert proc.returncode == 0, err
+    _check_finished(service)
+
+
+def test_ctrl_c_detaches_and_the_next_run_resumes_without_resubmitting(service: Service) -> None:
+    service.recipe(OUTFITS[:3])
+    service.env["EMPIRIOLABS_MAX_JOBS"] = "10"
+    service.fake.config.queue_seconds = 6.0  # jobs stay queued (3 s at this scale)
+    proc = service.popen("run", "paid.yaml")
+    deadline = time.monotonic() + 30
+    while len(service.fake.submissions) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(service.fake.submissions) == 3
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "detached" in err and "Run the same command to resume" in err
+    assert "Traceback" not in err
+    assert {j["state"] for j in service.jobs()} == {"submitted"}
+    service.fake.config.queue_seconds = 1.0
+    resumed = service.run_json()
+    assert resumed["_exit"] == 0, resumed["_stderr"]
+    assert resumed["jobs_submitted"] == 0
+    assert resumed["jobs_resumed"] == 3
+    assert len(service.fake.submissions) == 3
+    assert len(list((service.root / "out" / "paid").rglob("take.mp4"))) == 3
+
+
+def _key(svc: Service) -> str:
+    proc = svc.cli("plan", "paid.yaml", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (item,) = [i for i in json.loads(proc.stdout)["instances"] if i["stage"] == "take"]
+    return str(item["key"])
+
+
+def _crashed_mid_submit(svc: Service) -> JobRecord:
+    """The journal as a process killed between its journal write and the POST's answer."""
+    return Journal(svc.cache).begin(
+        _key(svc),
+        label="take[red-jacket]",
+        recipe="paid",
+        provider="empiriolabs",
+        request={"mode": "std"},
+        idempotency_key="mf-crashed",
+        estimated_usd=0.42,
+    )
+
+
+def test_crash_before_the_post_left_is_settled_as_not_charged(service: Service) -> None:
+    service.recipe(OUTFITS[:1])
+    _crashed_mid_submit(service)
+    result = service.run_json()
+    assert result["_exit"] == 0, result["_stderr"]
+    assert len(service.fake.submissions) == 1
+    states = [j["state"] for j in service.jobs("--all")]
+    assert states == ["in_doubt", "stored"]  # the settled record is kept in the ledger
+
+
+def test_crash_after_the_post_was_accepted_adopts_the_job(service: Service) -> None:
+    service.recipe(OUTFITS[:1])
+    _crashed_mid_submit(service)
+    time.sleep(0.01)
+    # The POST reached the service (and was charged) before the process died.
+    body = {
+        "model": "kling-v3-motion-control",
+        "prompt": "The character wears a red jacket and dances.",
+        "reference_image": service.static.url + "/missing.png",
+        "reference_video": service.static.url + "/missing.mp4",
+        "character_orientation": "video",
+        "duration": 3,
+    }
+    service.fake.config.fetch_references = False
+    answer = httpx.post(
+        service.fake.url + "/v1/videos/generations",
+        json=body,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert answer.status_code == 200
+    result = service.run_json()
+    assert result["_exit"] == 0, result["_stderr"]
+    assert len(service.fake.submissions) == 1  # adopted, not paid again
+    assert [j["job_id"] for j in service.jobs()] == [answer.json()["job_id"]]
