@@ -324,8 +324,8 @@ class JobTimeout(ProviderError):  # noqa: N818 - the name says it
     def __init__(self, job_id: str, timeout: float) -> None:
         msg = (
             f"job {job_id!r} has run for more than {timeout:g} s (time queued not counted); "
-            "it is still billed and may still finish: raise the timeout and run again to "
-            "resume polling it (it is not resubmitted)"
+            "it is still billed and may still finish: raise EMPIRIOLABS_JOB_TIMEOUT and run "
+            "again to resume polling it (it is not resubmitted)"
         )
         super().__init__(msg)
         self.job_id = job_id
