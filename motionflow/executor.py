@@ -31,10 +31,10 @@ from motionflow.graph import Instance
 from motionflow.keys import instance_key
 from motionflow.manifest import entry_name
 from motionflow.materialize import materialize
-from motionflow.plan import Plan, PlannedInstance
+from motionflow.plan import Plan, PlannedInstance, already_paid
 from motionflow.providers.session import GenerationOptions, options_from_env, session_factory
 from motionflow.resolve import bind, key_components, record_outputs
-from motionflow.stages.base import StageContext
+from motionflow.stages.base import Estimate, StageContext
 
 __all__ = ["Backend", "LocalBackend", "RunResult", "execute"]
 
@@ -210,6 +210,8 @@ class _Run:
         inst = item.instance
         provider = self.plan.recipe.model.provider
         estimate = inst.impl.estimate(params, provider) if inst.impl.paid else None
+        if estimate is not None and already_paid(self.cache, key) is not None:
+            estimate = Estimate(0.0, estimate.seconds)  # resumed: paid by an earlier run
         reserved = 0.0
         if estimate is not None and self.max_usd is not None:
             if self.reserved + estimate.usd > self.max_usd + 1e-9:

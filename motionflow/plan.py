@@ -20,7 +20,14 @@ from motionflow.recipe.schema import RemoteInput
 from motionflow.resolve import bind, key_components, record_outputs
 from motionflow.stages.base import Estimate, FileArtifact
 
-__all__ = ["Plan", "PlannedInstance", "describe_changes", "make_plan", "resolve_inputs"]
+__all__ = [
+    "Plan",
+    "PlannedInstance",
+    "already_paid",
+    "describe_changes",
+    "make_plan",
+    "resolve_inputs",
+]
 
 
 @dataclass
@@ -276,9 +283,26 @@ def _keyed(
         "not in the cache (cleared, or another --cache)"
     )
     estimate = _estimate(instance, params, provider)
+    if instance.impl.paid:
+        paid = already_paid(cache, key)
+        if paid is not None:  # the journal holds a job for this key: resumed, not resubmitted
+            reason, estimate = paid, Estimate(0.0, estimate.seconds, exact=True)
     # a static stage's outputs are known without running it (its text keys what follows)
     evaluated = instance.impl.evaluate(params) if instance.impl.static else None
     return PlannedInstance(instance, "run", reason, key, components, estimate, outputs=evaluated)
+
+
+def already_paid(cache: Cache, key: str) -> str | None:
+    """Why a paid miss costs nothing more: an earlier run's job that will be resumed."""
+    from motionflow.cache.journal import Journal
+
+    record = Journal(cache.root).get(key)
+    if record is None or record.job_id is None or record.state not in _RESUMED:
+        return None
+    return f"resume job {record.job_id} ({record.state}, already paid)"
+
+
+_RESUMED = frozenset({"submitted", "completed", "stored"})
 
 
 def _estimate(instance: Instance, params: BaseModel, provider: str) -> Estimate:

@@ -102,6 +102,9 @@ def test_ctrl_c_detaches_and_the_next_run_resumes_without_resubmitting(service: 
     assert "detached" in err and "Run the same command to resume" in err
     assert "Traceback" not in err
     assert {j["state"] for j in service.jobs()} == {"submitted"}
+    plan = json.loads(service.cli("plan", "paid.yaml", "--json").stdout)
+    assert plan["estimated_usd"] == 0  # already paid: resuming costs nothing more
+    assert all(i["reason"].startswith("resume job job_") for i in plan["instances"])
     service.fake.config.queue_seconds = 1.0
     resumed = service.run_json()
     assert resumed["_exit"] == 0, resumed["_stderr"]
