@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -125,6 +126,18 @@ class Service:
     def submits_by_prompt(self) -> Counter[str]:
         """Accepted (billed) submits per prompt: one prompt per generation in these recipes."""
         return Counter(body["prompt"] for body in self.fake.submissions)
+
+
+def new_project(tmp_path: Path) -> tuple[Path, Path]:
+    """A project folder with the sample assets, and a cache folder beside it."""
+    from conftest import ASSETS
+
+    root = tmp_path / "proj"
+    (root / "assets").mkdir(parents=True)
+    (root / "motionflow.toml").write_text("", encoding="utf-8")
+    for name in ("hero.png", "dance.mp4"):
+        shutil.copy(ASSETS / name, root / "assets" / name)
+    return root, tmp_path / "cache"
 
 
 def make_service(root: Path, cache: Path, **config: Any) -> Service:

@@ -7,26 +7,15 @@ the service was charged for (accepted submits, counted by the fake server).
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ASSETS
-from service import API_KEY, Service, make_service
+from service import API_KEY, Service, make_service, new_project
 
 from motionflow.fakeapi.faults import JOB_PATH, SUBMIT_PATH, Faults
 
 OUTFITS = ["red jacket", "white hoodie", "blue coat"]
-
-
-def _project(tmp_path: Path) -> tuple[Path, Path]:
-    root = tmp_path / "proj"
-    (root / "assets").mkdir(parents=True)
-    (root / "motionflow.toml").write_text("", encoding="utf-8")
-    for name in ("hero.png", "dance.mp4"):
-        shutil.copy(ASSETS / name, root / "assets" / name)
-    return root, tmp_path / "cache"
 
 
 @pytest.fixture
@@ -34,7 +23,7 @@ def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]
     """The rig; ``@pytest.mark.fake(...)`` passes FakeConfig settings (``faults=Faults(...)``)."""
     marker = request.node.get_closest_marker("fake")
     config = dict(marker.kwargs) if marker else {}
-    root, cache = _project(tmp_path)
+    root, cache = new_project(tmp_path)
     svc = make_service(root, cache, **config)
     try:
         yield svc
@@ -341,7 +330,7 @@ def test_failed_job_shows_the_error_and_is_retried_only_on_request(service: Serv
 
 @pytest.mark.parametrize("shape", ["data", "output_urls", "urls", "video", "video_url", "url"])
 def test_every_result_shape_is_read(tmp_path: Path, shape: str) -> None:
-    root, cache = _project(tmp_path)
+    root, cache = new_project(tmp_path)
     svc = make_service(root, cache, result_shape=shape)
     try:
         svc.recipe(OUTFITS[:1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pty
-import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ASSETS
-from service import Service, make_service
+from service import Service, make_service, new_project
 
 from motionflow.fakeapi.faults import SUBMIT_PATH, UPLOAD_PATH
 from motionflow.publish.fileserver import FileServer
@@ -22,12 +21,8 @@ from motionflow.publish.fileserver import FileServer
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    root = tmp_path / "proj"
-    (root / "assets").mkdir(parents=True)
-    (root / "motionflow.toml").write_text("", encoding="utf-8")
-    for name in ("hero.png", "dance.mp4"):
-        shutil.copy(ASSETS / name, root / "assets" / name)
-    svc = make_service(root, tmp_path / "cache")
+    root, cache = new_project(tmp_path)
+    svc = make_service(root, cache)
     try:
         yield svc
     finally:

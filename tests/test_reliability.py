@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -12,8 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ASSETS
-from service import API_KEY, Service, make_service
+from service import API_KEY, Service, make_service, new_project
 
 from motionflow.cache.journal import JobRecord, Journal
 
@@ -31,15 +29,11 @@ OUTFITS = [
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    root = tmp_path / "proj"
-    (root / "assets").mkdir(parents=True)
-    (root / "motionflow.toml").write_text("", encoding="utf-8")
-    for name in ("hero.png", "dance.mp4"):
-        shutil.copy(ASSETS / name, root / "assets" / name)
+    root, cache = new_project(tmp_path)
     # Jobs take ~1.5 s (queue 1 s + processing 2 s at a 0.5 time scale), two at a time, so a
     # sweep needs several runs' worth of time: kills land while jobs are submitted, queued,
     # processing or downloaded.
-    svc = make_service(root, tmp_path / "cache", time_scale=0.5)
+    svc = make_service(root, cache, time_scale=0.5)
     svc.env["EMPIRIOLABS_MAX_JOBS"] = "2"
     try:
         yield svc

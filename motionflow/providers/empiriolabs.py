@@ -251,9 +251,18 @@ class EmpirioLabsClient:
         return error_for(response.status_code, what, info)
 
     async def _get_json(
-        self, url: str, *, what: str, params: dict[str, str] | None = None
+        self,
+        url: str,
+        *,
+        what: str,
+        params: dict[str, str] | None = None,
+        method: str = "GET",
+        files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> tuple[httpx.Response, Any]:
         """GET an API URL, retrying 429, 5xx, timeouts, connection errors and bad JSON.
+
+        Also used for uploads (``method="POST"`` with ``files``): they are never billed, so
+        sending one again is safe.
 
         Returns:
             The final response and its JSON body (``None`` for a non-retryable error answer,
@@ -262,7 +271,7 @@ class EmpirioLabsClient:
         problem = ""
         for attempt in range(self._max_attempts):
             try:
-                response = await self._send("GET", url, params=params)
+                response = await self._send(method, url, params=params, files=files)
             except httpx.TransportError as exc:
                 if isinstance(exc, httpx.UnsupportedProtocol):
                     raise ProviderError(self._redact(f"cannot {what}: {exc}")) from exc
@@ -531,41 +540,16 @@ class EmpirioLabsClient:
         """
         what = f"upload {path.name!r}"
         url = self.base_url + "/v1/files/upload"
-        data = path.read_bytes()
-        problem = ""
-        for attempt in range(self._max_attempts):
-            try:
-                response = await self._send(
-                    "POST", url, files={"file": (path.name, data, content_type)}
-                )
-            except httpx.TransportError as exc:
-                problem = self._redact(f"{type(exc).__name__}: {exc}")
-                delay = self._backoff(attempt)
-            else:
-                status = response.status_code
-                if status == 429:
-                    problem = "HTTP 429 (rate limited)"
-                    delay = await self._wait_rate_limited(response, attempt)
-                elif status >= 500:
-                    problem = f"HTTP {status}"
-                    delay = self._backoff(attempt)
-                elif not response.is_success:
-                    raise self._api_error(response, what)
-                else:
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        body = None
-                    found = body.get("url") or body.get("path") if isinstance(body, dict) else None
-                    if isinstance(found, str) and found:
-                        return found
-                    msg = f"cannot {what}: the answer names no url or path: " + self._redact(
-                        excerpt(response.content)
-                    )
-                    raise ProviderError(msg)
-            if attempt + 1 < self._max_attempts:
-                await self._sleep(delay)
-        msg = f"cannot {what}: {problem} (after {self._max_attempts} attempts); try again later"
+        files = {"file": (path.name, path.read_bytes(), content_type)}
+        response, body = await self._get_json(url, what=what, method="POST", files=files)
+        if body is None:
+            raise self._api_error(response, what)
+        found = body.get("url") or body.get("path") if isinstance(body, dict) else None
+        if isinstance(found, str) and found:
+            return found
+        msg = f"cannot {what}: the answer names no url or path: " + self._redact(
+            excerpt(response.content)
+        )
         raise ProviderError(msg)
 
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> int:
