@@ -161,3 +161,52 @@ def test_another_process_on_the_same_cache_spends_the_same_budget(tmp_path: Path
     with pytest.raises(WaitObservedError):
         asyncio.run(lim.acquire())
     assert len(waits) == 1 and 50 < waits[0] <= 60
+
+
+class YieldingTime(FakeTime):
+    """Like FakeTime, but a sleep lets other tasks run first, as a real one does."""
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+        await super().sleep(seconds)
+
+
+def test_a_full_window_serves_submits_first_then_the_oldest_polls() -> None:
+    t = YieldingTime()
+    lim = limiter(t, 2)
+    order: list[str] = []
+
+    async def request(name: str, priority: tuple[float, ...]) -> None:
+        await lim.acquire(priority)
+        order.append(name)
+
+    async def scenario() -> None:
+        await lim.acquire()
+        await lim.acquire()  # the window is full until t+60
+        waiting = [
+            asyncio.create_task(request("poll of a young job", (1.0, 50.0))),
+            asyncio.create_task(request("poll of an old job", (1.0, 10.0))),
+            asyncio.create_task(request("usage", (2.0,))),
+            asyncio.create_task(request("submit", (0.0,))),
+        ]
+        await asyncio.gather(*waiting)
+
+    asyncio.run(scenario())
+    assert order == ["submit", "poll of an old job", "poll of a young job", "usage"]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_request_counts_from_its_answer(tmp_path: Path, shared: bool) -> None:
+    t = FakeTime()
+    lim = limiter(t, 1, tmp_path if shared else None)
+
+    async def scenario() -> float:
+        stamp = await lim.acquire()
+        t.now += 5.0  # the answer took 5 s: the service may have counted it only then
+        lim.sent(stamp)
+        start = t.now
+        await lim.acquire()
+        return t.now - start
+
+    waited = asyncio.run(scenario())
+    assert waited == pytest.approx(60.0)  # 60 s from the answer, not 55 s from the send

@@ -213,8 +213,13 @@ class EmpirioLabsClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         files: dict[str, tuple[str, bytes, str]] | None = None,
+        priority: tuple[float, ...] = (1.0,),
     ) -> httpx.Response:
-        """Send one API request with the key, after the limiter; same-host redirects only."""
+        """Send one API request with the key, after the limiter; same-host redirects only.
+
+        ``priority`` orders this request among those waiting for the rate limiter: submits
+        ``(0,)``, polls ``(1, job start)`` so older jobs go first, others ``(2,)``.
+        """
         if not self._on_api_host(url):  # defensive: every caller builds API-host URLs
             msg = f"refusing to send the API key to {_bare(url)!r}: not the API host"
             raise ProviderError(msg)
@@ -227,10 +232,13 @@ class EmpirioLabsClient:
             method, url, json=json, params=params, headers=all_headers, files=files
         )
         for _ in range(4):
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            response = await self._http.send(request, follow_redirects=False)
-            await response.aread()
+            stamp = await self._limiter.acquire(priority) if self._limiter is not None else None
+            try:
+                response = await self._http.send(request, follow_redirects=False)
+                await response.aread()
+            finally:
+                if self._limiter is not None and stamp is not None:
+                    self._limiter.sent(stamp)
             location = response.headers.get("Location")
             if not response.is_redirect or method != "GET" or location is None:
                 return response
@@ -258,6 +266,7 @@ class EmpirioLabsClient:
         params: dict[str, str] | None = None,
         method: str = "GET",
         files: dict[str, tuple[str, bytes, str]] | None = None,
+        priority: tuple[float, ...] = (2.0,),
     ) -> tuple[httpx.Response, Any]:
         """GET an API URL, retrying 429, 5xx, timeouts, connection errors and bad JSON.
 
@@ -271,7 +280,9 @@ class EmpirioLabsClient:
         problem = ""
         for attempt in range(self._max_attempts):
             try:
-                response = await self._send(method, url, params=params, files=files)
+                response = await self._send(
+                    method, url, params=params, files=files, priority=priority
+                )
             except httpx.TransportError as exc:
                 if isinstance(exc, httpx.UnsupportedProtocol):
                     raise ProviderError(self._redact(f"cannot {what}: {exc}")) from exc
@@ -335,6 +346,7 @@ class EmpirioLabsClient:
                     url,
                     json=body.to_json(),
                     headers={"Idempotency-Key": idempotency_key},
+                    priority=(0.0,),
                 )
             except _NEVER_SENT as exc:
                 problem = self._redact(f"{type(exc).__name__}: {exc}")
@@ -412,19 +424,23 @@ class EmpirioLabsClient:
         # Never the key to another host: poll the documented path instead.
         return f"{self.base_url}/v1/jobs/{quote(job_id, safe='')}"
 
-    async def poll(self, job_id: str, *, poll_url: str | None = None) -> Job:
+    async def poll(self, job_id: str, *, poll_url: str | None = None, since: float = 0.0) -> Job:
         """Read a job once.
 
         Args:
             job_id: the job id.
             poll_url: the submit's ``poll_url``; used only when it is on the API host.
+            since: when waiting for the job began (monotonic); when the rate limit is
+                saturated, polls of jobs waited on longest go first.
 
         Raises:
             JobNotFound: HTTP 404 (unknown, or expired an hour after completion).
             ProviderError: a completed job without an output URL, or the service kept failing.
         """
         what = f"poll job {job_id!r}"
-        response, data = await self._get_json(self._job_url(job_id, poll_url), what=what)
+        response, data = await self._get_json(
+            self._job_url(job_id, poll_url), what=what, priority=(1.0, since)
+        )
         if data is None:
             if response.status_code == 404:
                 raise JobNotFound(job_id)
@@ -474,8 +490,9 @@ class EmpirioLabsClient:
         """
         started: float | None = None
         attempt = 0
+        since = self._clock()
         while True:
-            job = await self.poll(job_id, poll_url=poll_url)
+            job = await self.poll(job_id, poll_url=poll_url, since=since)
             if on_progress is not None:
                 on_progress(job)
             if job.state != "running":
@@ -541,7 +558,9 @@ class EmpirioLabsClient:
         what = f"upload {path.name!r}"
         url = self.base_url + "/v1/files/upload"
         files = {"file": (path.name, path.read_bytes(), content_type)}
-        response, body = await self._get_json(url, what=what, method="POST", files=files)
+        response, body = await self._get_json(
+            url, what=what, method="POST", files=files, priority=(0.0,)
+        )
         if body is None:
             raise self._api_error(response, what)
         found = body.get("url") or body.get("path") if isinstance(body, dict) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import heapq
 import json
 import os
 import time
@@ -51,18 +52,55 @@ class RateLimiter:
         self._dir = state_dir / "ratelimit" if state_dir is not None else None
         self._stamps: list[float] = []
         self._blocked_until = 0.0
+        self._waiting: list[tuple[float, ...]] = []
+        self._seq = 0
+        self._turn = asyncio.Event()
 
     def __repr__(self) -> str:
         where = str(self._dir) if self._dir else "memory"
         return f"RateLimiter(per_minute={self.per_minute}, state={where!r})"
 
-    async def acquire(self) -> None:
-        """Wait until a request fits in the window (and past any penalty), then record it."""
-        while True:
-            wait = self._try_acquire()
-            if wait <= 0:
-                return
-            await self._sleep(wait)
+    async def acquire(self, priority: tuple[float, ...] = (1.0,)) -> float:
+        """Wait until a request fits in the window (and past any penalty), then record it.
+
+        Waiters of this instance are served in ``priority`` order, lowest first, then first
+        come first served: when the window is full, the client lets submits go before polls,
+        and polls of older jobs before younger ones (the ones most likely to be done), so a
+        saturated window is spent where it moves the work forward.
+
+        Returns:
+            The time recorded for the request; pass it to :meth:`sent` once the answer came.
+        """
+        self._seq += 1
+        entry = (*priority, self._seq)
+        heapq.heappush(self._waiting, entry)
+        try:
+            while True:
+                if self._waiting[0] != entry:
+                    await self._turn.wait()
+                    continue
+                wait, stamp = self._try_acquire()
+                if wait <= 0:
+                    return stamp
+                await self._sleep(wait)
+        finally:
+            self._waiting.remove(entry)
+            heapq.heapify(self._waiting)
+            self._turn.set()  # the next head (if any) tries now
+            self._turn = asyncio.Event()
+
+    def sent(self, stamp: float) -> None:
+        """Move a request's record to now, when its answer arrived.
+
+        The service counts a request when it arrives, which can be well after it was sent
+        (a busy server, a slow network); counting it from its answer instead keeps this
+        window never ahead of the service's, so a full window never earns a 429.
+        """
+        with self._state() as (stamps, blocked):
+            if stamp in stamps:
+                stamps.remove(stamp)
+                stamps.append(max(self._clock(), stamp))
+                self._store(stamps, blocked)
 
     def penalise(self, retry_after: float) -> None:
         """Make every acquirer, in every process on this state, wait ``retry_after`` seconds."""
@@ -70,8 +108,8 @@ class RateLimiter:
             until = max(blocked, self._clock() + max(retry_after, 0.0))
             self._store(stamps, until)
 
-    def _try_acquire(self) -> float:
-        """Record a request and return 0, or return how long to wait before trying again."""
+    def _try_acquire(self) -> tuple[float, float]:
+        """Record a request: ``(0, its time)``, or ``(how long to wait, 0)``."""
         with self._state() as (stamps, blocked):
             now = self._clock()
             # A stamp from the future (a clock stepped back) is kept: it still counts.
@@ -85,7 +123,7 @@ class RateLimiter:
                 wait = 0.0
             self._store(recent, blocked if blocked > now else 0.0)
             # Guard against a zero wait that would spin on a stamp exactly on the edge.
-            return max(wait, 0.001) if wait > 0 else 0.0
+            return (max(wait, 0.001), 0.0) if wait > 0 else (0.0, now)
 
     @contextlib.contextmanager
     def _state(self) -> Iterator[tuple[list[float], float]]:
