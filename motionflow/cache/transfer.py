@@ -1,0 +1,369 @@
+"""Sharing results between caches: export selected results (a tarball with receipts), import
+them after checking every member, so a teammate reuses generations without paying again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tarfile
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import blake3
+
+from motionflow.cache.integrity import _now
+from motionflow.cache.manage import (
+    _CHUNK,
+    _HEX64,
+    _digests,
+    _index,
+    _raw_record,
+    _usd,
+    is_paid,
+)
+from motionflow.cache.store import Cache
+from motionflow.errors import CacheError, UsageError
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "ExportReport",
+    "ImportReport",
+    "export_results",
+    "import_results",
+]
+
+#: Limits on an imported archive (untrusted input).
+EXPORT_FORMAT = "motionflow-cache-export"
+_EXPORT_VERSION = 1
+_MAX_JSON_BYTES = 64 << 20
+_MAX_BLOB_BYTES = 16 << 30
+_MAX_MEMBERS = 200_000
+_MAX_TOTAL_BYTES = 256 << 30
+
+
+# -- export / import -----------------------------------------------------------------------------
+@dataclass
+class ExportReport:
+    """What ``export`` wrote."""
+
+    path: str
+    keys: list[str] = field(default_factory=list)
+    skipped: list[list[str]] = field(default_factory=list)
+    blobs: int = 0
+    bytes: int = 0
+    paid_usd: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable report."""
+        return {**asdict(self), "paid_usd": round(self.paid_usd, 2)}
+
+
+def _receipt(cache: Cache, key: str, record: dict[str, Any], projects: list[Path]) -> Any:
+    from motionflow.manifest import Manifest
+
+    written = None
+    for project in projects:
+        for manifest in sorted((project / "out").glob("*/manifest.json")):
+            for entry in Manifest.load(manifest.parent).entries.values():
+                if entry.get("key") != key:
+                    continue
+                for rel in entry.get("files", {}):
+                    if rel.endswith(".receipt.json"):
+                        with contextlib.suppress(OSError, ValueError):
+                            written = json.loads(
+                                (manifest.parent / rel).read_text(encoding="utf-8")
+                            )
+                            break
+    job = None
+    with contextlib.suppress(CacheError):
+        from motionflow.cache.journal import Journal
+
+        found = Journal(cache.root).get(key)
+        job = asdict(found) if found is not None else None
+    return {
+        "key": key,
+        "stage_kind": record.get("stage_kind"),
+        "generation": record.get("meta", {}),
+        "created_at": record.get("created_at"),
+        "job": job,
+        "receipt": written,
+    }
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(time.time())
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def export_results(cache: Cache, dest: Path, keys: list[str], projects: list[Path]) -> ExportReport:
+    """Write ``keys``' records, files and receipts to the tar.gz ``dest`` (atomically).
+
+    Results whose file is missing or quarantined are skipped (and reported).
+
+    Raises:
+        UsageError: nothing exportable, or ``dest`` cannot be written.
+    """
+    report = ExportReport(str(dest))
+    results: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        record = _raw_record(cache, key)
+        if record is None:
+            report.skipped.append([key, "not in the cache"])
+        elif not all(cache.has_blob(d) for d in _digests(record)):
+            report.skipped.append([key, "its file is missing or quarantined"])
+        else:
+            results[key] = record
+    if not results:
+        why = "; ".join(f"{k[:12]}…: {w}" for k, w in report.skipped) or "no keys selected"
+        msg = f"nothing to export ({why}); `motionflow cache ls` lists what the cache holds"
+        raise UsageError(msg)
+    body = {
+        "format": EXPORT_FORMAT,
+        "version": _EXPORT_VERSION,
+        "created_at": _now(),
+        "results": results,
+    }
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tmp, "w:gz") as tar:
+            _add_bytes(tar, "results.json", json.dumps(body, indent=1, sort_keys=True).encode())
+            seen: set[str] = set()
+            for key, record in results.items():
+                receipt = _receipt(cache, key, record, projects)
+                text = json.dumps(receipt, indent=1, sort_keys=True)
+                _add_bytes(tar, f"receipts/{key}.json", text.encode())
+                if is_paid(record):
+                    report.paid_usd += _usd(record)
+                for digest in _digests(record):
+                    if digest in seen:
+                        continue
+                    seen.add(digest)
+                    path = cache.blob_path(digest)
+                    info = tarfile.TarInfo("blobs/" + digest.removeprefix("blake3:"))
+                    info.size = path.stat().st_size
+                    info.mtime = int(path.stat().st_mtime)
+                    info.mode = 0o644
+                    with path.open("rb") as handle:
+                        tar.addfile(info, handle)
+                    report.blobs += 1
+        tmp.replace(dest)
+    except OSError as exc:
+        msg = f"cannot write the export {str(dest)!r}: {exc}; choose a writable path"
+        raise UsageError(msg) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    report.keys = list(results)
+    report.bytes = dest.stat().st_size
+    return report
+
+
+@dataclass
+class ImportReport:
+    """What ``import`` added.
+
+    Attributes:
+        added: results new to this cache.
+        restored: results already recorded whose missing or quarantined file came back.
+        present: results already in the cache, left untouched.
+        conflicts: results recorded here with other files; never overwritten.
+        blobs: files stored.
+        paid_usd: the price of the paid results added or restored (what was not paid again).
+    """
+
+    source: str
+    added: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    blobs: int = 0
+    paid_usd: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable report."""
+        return {**asdict(self), "paid_usd": round(self.paid_usd, 2)}
+
+
+def _bad(src: Path, why: str) -> UsageError:
+    msg = f"{str(src)!r} is not a usable motionflow export: {why}; nothing was imported"
+    return UsageError(msg)
+
+
+def _member_kind(name: str) -> str | None:
+    """``results``, ``blob``, ``receipt`` or ``dir`` for an allowed member name, else None."""
+    path = PurePosixPath(name)
+    if name.startswith("/") or "\\" in name or any(p in {"..", ""} for p in name.split("/")):
+        return None
+    parts = path.parts
+    if parts == ("results.json",):
+        return "results"
+    if parts in {("blobs",), ("receipts",)}:
+        return "dir"
+    if len(parts) == 2 and parts[0] == "blobs" and _HEX64.fullmatch(parts[1]):
+        return "blob"
+    if len(parts) == 2 and parts[0] == "receipts" and parts[1].endswith(".json"):
+        return "receipt" if _HEX64.fullmatch(parts[1].removesuffix(".json")) else None
+    return None
+
+
+def _check_record(src: Path, key: str, record: Any) -> dict[str, Any]:
+    if not _HEX64.fullmatch(key) or not isinstance(record, dict):
+        raise _bad(src, f"result {key[:16]!r} is not a key and a record")
+    outputs = record.get("outputs")
+    if not isinstance(record.get("stage_kind"), str) or not isinstance(outputs, dict):
+        raise _bad(src, f"result {key[:12]}… has no stage_kind or outputs")
+    for name, out in outputs.items():
+        if not isinstance(out, dict) or not ("file" in out or "value" in out):
+            raise _bad(src, f"output {name!r} of result {key[:12]}… is malformed")
+        digest = out.get("file")
+        if "file" in out and not (
+            isinstance(digest, str)
+            and digest.startswith("blake3:")
+            and _HEX64.fullmatch(digest.removeprefix("blake3:"))
+        ):
+            raise _bad(src, f"output {name!r} of result {key[:12]}… names no blake3 digest")
+    return record
+
+
+def import_results(cache: Cache, src: Path) -> ImportReport:
+    """Add an export's results to the cache, verifying every file's digest first.
+
+    Every member is checked before anything is kept (names, types, sizes, digests, records);
+    then the files are stored and the records written in one transaction. An existing record
+    is never overwritten; one whose file was lost gets it back.
+
+    Raises:
+        UsageError: the archive is missing, unreadable, malformed or tampered with.
+    """
+    if not src.is_file():
+        msg = f"no export at {str(src)!r}; pass the .tar.gz written by `motionflow cache export`"
+        raise UsageError(msg)
+    report = ImportReport(str(src))
+    receipts: dict[str, bytes] = {}
+    body: Any = None
+    with cache.workdir() as staging:
+        staged: dict[str, Path] = {}
+        try:
+            with tarfile.open(src, "r:gz") as tar:
+                names: set[str] = set()
+                total = 0
+                for count, member in enumerate(tar, 1):
+                    if count > _MAX_MEMBERS:
+                        raise _bad(src, f"more than {_MAX_MEMBERS} members")
+                    kind = _member_kind(member.name)
+                    if kind is None:
+                        raise _bad(src, f"unexpected member {member.name!r}")
+                    if kind == "dir":
+                        if not member.isdir():
+                            raise _bad(src, f"{member.name!r} is not a folder")
+                        continue
+                    if not member.isreg():
+                        raise _bad(src, f"{member.name!r} is a link or device, not a file")
+                    if member.name in names:
+                        raise _bad(src, f"{member.name!r} appears twice")
+                    names.add(member.name)
+                    limit = _MAX_BLOB_BYTES if kind == "blob" else _MAX_JSON_BYTES
+                    if member.size > limit:
+                        raise _bad(src, f"{member.name!r} is larger than {limit} bytes")
+                    total += member.size
+                    if total > _MAX_TOTAL_BYTES:
+                        raise _bad(src, f"its files add up to more than {_MAX_TOTAL_BYTES} bytes")
+                    handle = tar.extractfile(member)
+                    if handle is None:  # pragma: no cover - regular files always have data
+                        raise _bad(src, f"{member.name!r} has no data")
+                    if kind == "blob":
+                        digest = "blake3:" + PurePosixPath(member.name).name
+                        staged[digest] = _stage_blob(src, handle, staging, digest, member.size)
+                    else:
+                        data = handle.read(member.size + 1)
+                        if kind == "results":
+                            body = json.loads(data)
+                        else:
+                            receipts[PurePosixPath(member.name).stem] = data
+        except UsageError:
+            raise
+        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+            raise _bad(src, f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(body, dict) or body.get("format") != EXPORT_FORMAT:
+            raise _bad(src, "results.json is missing or is not a motionflow export")
+        if body.get("version") != _EXPORT_VERSION or not isinstance(body.get("results"), dict):
+            raise _bad(src, f"export version {body.get('version')!r} is not supported")
+        results = {k: _check_record(src, k, r) for k, r in body["results"].items()}
+        for key, record in results.items():
+            for digest in _digests(record):
+                if digest not in staged and not cache.has_blob(digest):
+                    raise _bad(src, f"the file {digest[:19]}… of result {key[:12]}… is missing")
+        _commit_import(cache, src, results, staged, receipts, report)
+    return report
+
+
+def _stage_blob(src: Path, handle: Any, staging: Path, digest: str, size: int) -> Path:
+    hasher = blake3.blake3()
+    path = staging / digest.removeprefix("blake3:")
+    read = 0
+    with path.open("wb") as out:
+        while chunk := handle.read(min(_CHUNK, size - read + 1)):
+            read += len(chunk)
+            if read > size:
+                raise _bad(src, f"blob {digest[:19]}… is longer than declared")
+            hasher.update(chunk)
+            out.write(chunk)
+    if "blake3:" + hasher.hexdigest() != digest:
+        msg = f"blob {digest[:19]}… does not match its digest (corrupt or tampered with)"
+        raise _bad(src, msg)
+    return path
+
+
+def _commit_import(
+    cache: Cache,
+    src: Path,
+    results: dict[str, dict[str, Any]],
+    staged: dict[str, Path],
+    receipts: dict[str, bytes],
+    report: ImportReport,
+) -> None:
+
+    writes: dict[str, dict[str, Any]] = {}
+    needed: set[str] = set()
+    for key, record in results.items():
+        existing = _raw_record(cache, key)
+        if existing is None:
+            writes[key] = {**record, "imported": {"from": src.name, "at": _now()}}
+            report.added.append(key)
+        elif sorted(_digests(existing)) != sorted(_digests(record)):
+            report.conflicts.append(key)
+            continue
+        elif all(cache.has_blob(d) for d in _digests(existing)):
+            report.present.append(key)
+            continue
+        else:
+            report.restored.append(key)
+        needed.update(_digests(record))
+        if is_paid(record):
+            report.paid_usd += _usd(record)
+    for digest in sorted(needed):
+        if digest in staged and not cache.has_blob(digest):
+            cache._commit(staged[digest], digest)
+            report.blobs += 1
+    index = _index(cache, create=True)
+    with index.transact():
+        for key, record in writes.items():
+            index.set("result:" + key, json.dumps(record))
+        for key in report.restored:
+            index.delete("meta:corrupt:" + key)
+    folder = cache.root / "receipts"
+    for key in [*report.added, *report.restored]:
+        target = folder / f"{key}.json"
+        if key in receipts and not target.exists():
+            from motionflow.manifest import atomic_write_text
+
+            atomic_write_text(target, receipts[key].decode("utf-8", errors="replace"))

@@ -1,0 +1,368 @@
+"""``motionflow cache``: ls, du, verify, gc, export, import, forget (registered by ``cli.py``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["cache"]
+
+
+def _options(func: Callable[..., Any]) -> Callable[..., Any]:
+    from motionflow.cli import _cache_option
+
+    return _cache_option(func)
+
+
+def _projects_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--project",
+        "projects",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="A project whose out/*/manifest.json results are in use (repeatable) "
+        "[default: the project around the current folder].",
+    )(func)
+
+
+def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def _roots(projects: tuple[Path, ...]) -> list[Path]:
+    from motionflow.project import find_project_root
+
+    if projects:
+        return [p.resolve() for p in projects]
+    return [find_project_root(Path.cwd().resolve())]
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"  # pragma: no cover - the loop always returns
+
+
+@click.group()
+def cache() -> None:
+    """Inspect and manage the cache: entries, sizes, integrity, garbage, sharing."""
+
+
+@cache.command("ls")
+@_options
+@_projects_option
+@click.option("--paid", "paid_only", is_flag=True, help="Only results that stand for a job.")
+@_json_option
+def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_json: bool) -> None:
+    """List cached results: stage kind, size, age, what they cost, whether in use."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from motionflow.cache.manage import list_entries, referenced_keys
+    from motionflow.cli import _age, _cache, _console, _errors, _money
+
+    with _errors():
+        store = _cache(cache_dir)
+        try:
+            rows = list_entries(store, referenced_keys(store, _roots(projects)))
+        finally:
+            store.close()
+    rows = [r for r in rows if r.paid or not paid_only]
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows]))
+        return
+    console = _console()
+    if not rows:
+        console.print(f"The cache {store.root} holds no results.")
+        return
+    table = Table(title=f"cache ({store.root})")
+    for col in ("key", "stage kind", "size", "age", "cost", "in use", "state"):
+        table.add_column(
+            col,
+            justify="right" if col in {"size", "age", "cost"} else "left",
+            overflow="fold",
+        )
+    for r in rows:
+        state = {"ok": "[green]ok[/]", "corrupt": "[red]corrupt[/]"}.get(r.state, "[red]missing[/]")
+        table.add_row(
+            r.key[:12],
+            escape(r.stage_kind),
+            _size(r.size),
+            _age(r.age_seconds),
+            _money(r.estimated_usd) if r.paid else "",
+            "yes" if r.referenced else "",
+            state,
+        )
+    console.print(table)
+    paid = [r for r in rows if r.paid]
+    console.print(
+        f"{len(rows)} results, {_size(sum(r.size for r in rows))}; {len(paid)} paid "
+        f"({_money(sum(r.estimated_usd for r in paid))})."
+    )
+
+
+@cache.command()
+@_options
+@_json_option
+def du(cache_dir: str | None, as_json: bool) -> None:
+    """Show how much room the cache takes: paid results, intermediates, leftovers."""
+    from rich.table import Table
+
+    from motionflow.cache.manage import disk_usage
+    from motionflow.cli import _cache, _console, _errors, _money
+
+    with _errors():
+        store = _cache(cache_dir)
+        try:
+            usage = disk_usage(store)
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(usage.to_json()))
+        return
+    table = Table(title=f"cache ({usage.root})", show_header=False)
+    table.add_column("what")
+    table.add_column("size", justify="right")
+    table.add_column("note")
+    table.add_row("paid results", _size(usage.paid_bytes), f"{usage.paid_results} results")
+    table.add_row(
+        "intermediates",
+        _size(usage.intermediate_bytes),
+        f"{usage.results - usage.paid_results} results",
+    )
+    table.add_row("unused files", _size(usage.orphan_bytes), "fetched inputs, leftovers")
+    for name, (files, size) in usage.folders.items():
+        if name != "blobs":
+            table.add_row(f"{name}/", _size(size), f"{files} files")
+    table.add_row("[bold]total[/]", f"[bold]{_size(usage.total_bytes)}[/]", "")
+    _console().print(table)
+    _console().print(f"The paid results cost {_money(usage.paid_usd)} at the provider's price.")
+
+
+@cache.command()
+@_options
+@_json_option
+def verify(cache_dir: str | None, as_json: bool) -> None:
+    """Re-hash every stored file; quarantine corrupt ones (exit 1 when any is found).
+
+    Free results that used a corrupt file are forgotten and recompute for free. Paid ones are
+    marked: runs refuse to pay for them again until the file is imported back or the key is
+    released with `motionflow cache forget`.
+    """
+    from rich.markup import escape
+
+    from motionflow.cache.integrity import verify_blobs
+    from motionflow.cli import _cache, _console, _errors, _money
+
+    with _errors():
+        store = _cache(cache_dir)
+        try:
+            report = verify_blobs(store)
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+        sys.exit(0 if report.ok else 1)
+    console = _console()
+    for bad in report.corrupt:
+        what = f"paid, {_money(bad['usd'])}" if bad["paid"] else "free, recomputes"
+        console.print(
+            f"[red]corrupt[/] {bad['digest'][:19]}… ({what}; used by "
+            f"{', '.join(k[:12] for k in bad['keys']) or 'no result'}) moved to "
+            f"{escape(bad['quarantined'])}"
+        )
+    for key, digest in report.missing:
+        console.print(f"[red]missing[/] {digest[:19]}… of result {key[:12]}")
+    console.print(
+        f"{report.checked} files checked ({_size(report.checked_bytes)}): "
+        f"{len(report.corrupt)} corrupt, {len(report.missing)} missing."
+    )
+    if any(bad["paid"] for bad in report.corrupt):
+        console.print(
+            "Paid results with a corrupt file are not generated again by themselves: restore "
+            "them with `motionflow cache import FILE`, or release them with "
+            "`motionflow cache forget KEY` to pay again."
+        )
+    sys.exit(0 if report.ok else 1)
+
+
+@cache.command()
+@_options
+@_projects_option
+@click.option("--dry-run", "-n", is_flag=True, help="Only show what would go, and the cost.")
+@click.option(
+    "--include-paid",
+    is_flag=True,
+    help="Also remove unused paid results (paying for them again costs the amount shown).",
+)
+@click.option(
+    "--max-intermediates",
+    metavar="SIZE",
+    help="Also remove in-use free results, oldest first, until they take at most SIZE (500M).",
+)
+@_json_option
+def gc(
+    cache_dir: str | None,
+    projects: tuple[Path, ...],
+    dry_run: bool,
+    include_paid: bool,
+    max_intermediates: str | None,
+    as_json: bool,
+) -> None:
+    """Remove results no project uses (free ones first) and files no result uses.
+
+    In use means: named in an out/*/manifest.json of the scanned projects or in
+    <cache>/roots.json. Paid results are kept unless --include-paid; paid results in use are
+    always kept.
+    """
+    from rich.markup import escape
+
+    from motionflow.cache.integrity import collect_garbage, parse_size
+    from motionflow.cache.manage import referenced_keys
+    from motionflow.cli import _cache, _console, _errors, _money
+
+    with _errors():
+        quota = parse_size(max_intermediates) if max_intermediates is not None else None
+        store = _cache(cache_dir)
+        try:
+            report = collect_garbage(
+                store,
+                referenced_keys(store, _roots(projects)),
+                include_paid=include_paid,
+                max_intermediate_bytes=quota,
+                dry_run=dry_run,
+            )
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+        return
+    console = _console()
+    verb = "would remove" if dry_run else "removed"
+    for r in report.removed:
+        cost = f" [red]{_money(r.estimated_usd)} paid[/]" if r.paid else ""
+        console.print(
+            f"{verb} {r.key[:12]} {escape(r.stage_kind)} ({_size(r.size)}){cost}: {escape(r.why)}"
+        )
+    console.print(
+        f"{'Would remove' if dry_run else 'Removed'} {len(report.removed)} results and "
+        f"{len(report.blobs)} files, {_size(report.freed_bytes)}. Dollars at risk: "
+        f"[bold]{_money(report.usd_at_risk)}[/]."
+    )
+    if report.kept_paid:
+        console.print(
+            f"Kept {report.kept_paid} unused paid results ({_money(report.kept_paid_usd)}); "
+            "--include-paid removes them."
+        )
+
+
+@cache.command()
+@_options
+@click.argument("keys", nargs=-1, required=True)
+@_json_option
+def forget(cache_dir: str | None, keys: tuple[str, ...], as_json: bool) -> None:
+    """Drop results by key (or prefix), so the next run makes them again, paid ones too."""
+    from motionflow.cache.integrity import forget as drop
+    from motionflow.cache.manage import resolve_keys
+    from motionflow.cli import _cache, _console, _errors, _money
+
+    with _errors():
+        store = _cache(cache_dir)
+        try:
+            dropped = drop(store, resolve_keys(store, keys))
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps([{"key": k, "usd": round(u, 2)} for k, u in dropped]))
+        return
+    for key, usd in dropped:
+        note = f"; the next run pays {_money(usd)} again" if usd else ""
+        _console().print(f"forgot {key[:12]}{note}")
+
+
+@cache.command("export")
+@_options
+@_projects_option
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--recipe", "recipes", multiple=True, help="Results of this recipe (repeatable).")
+@click.option("--key", "keys", multiple=True, help="A result key or prefix (repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Every result in the cache.")
+@_json_option
+def export_(
+    cache_dir: str | None,
+    projects: tuple[Path, ...],
+    dest: Path,
+    recipes: tuple[str, ...],
+    keys: tuple[str, ...],
+    everything: bool,
+    as_json: bool,
+) -> None:
+    """Write selected results, their files and receipts to DEST (a .tar.gz) for a teammate."""
+    from motionflow.cache.manage import list_entries, recipe_keys, resolve_keys
+    from motionflow.cache.transfer import export_results
+    from motionflow.cli import _cache, _console, _errors, _money
+    from motionflow.errors import UsageError
+
+    with _errors():
+        if not (recipes or keys or everything):
+            msg = "choose what to export: --recipe NAME, --key KEY or --all"
+            raise UsageError(msg)
+        store = _cache(cache_dir)
+        try:
+            roots = _roots(projects)
+            wanted = resolve_keys(store, keys) if keys else []
+            for name in recipes:
+                wanted += [k for k in recipe_keys(roots, name) if k not in wanted]
+            if everything:
+                wanted = [e.key for e in list_entries(store)]
+            report = export_results(store, dest, wanted, roots)
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+        return
+    console = _console()
+    for key, why in report.skipped:
+        console.print(f"[yellow]skipped[/] {key[:12]}: {why}")
+    console.print(
+        f"wrote {dest}: {len(report.keys)} results, {report.blobs} files, "
+        f"{_size(report.bytes)}; paid generations worth {_money(report.paid_usd)}."
+    )
+
+
+@cache.command("import")
+@_options
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+@_json_option
+def import_(cache_dir: str | None, src: Path, as_json: bool) -> None:
+    """Add the results of an export, checking every file's digest; never overwrites."""
+    from motionflow.cache.transfer import import_results
+    from motionflow.cli import _cache, _console, _errors, _money
+
+    with _errors():
+        store = _cache(cache_dir)
+        try:
+            report = import_results(store, src)
+        finally:
+            store.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+        return
+    console = _console()
+    for key in report.conflicts:
+        console.print(
+            f"[yellow]kept[/] {key[:12]}: this cache holds other files for it (not overwritten; "
+            f"`motionflow cache forget {key[:12]}` first to take the imported one)"
+        )
+    console.print(
+        f"imported {len(report.added)} results, restored {len(report.restored)}, "
+        f"{len(report.present)} already present, {report.blobs} files stored; paid "
+        f"generations worth {_money(report.paid_usd)} need not be paid again."
+    )
