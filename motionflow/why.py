@@ -1,0 +1,359 @@
+"""Why an instance runs (its key components against the last run's) and what an edit costs."""
+
+from __future__ import annotations
+
+import difflib
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from motionflow.cache.store import Cache
+from motionflow.errors import UsageError
+from motionflow.manifest import entry_name
+from motionflow.plan import Plan, PlannedInstance
+
+__all__ = [
+    "Change",
+    "Explanation",
+    "Impact",
+    "ImpactGroup",
+    "PreviewCache",
+    "cause_of",
+    "compare_components",
+    "explain",
+    "impact",
+    "prompt_diff",
+    "short_digest",
+]
+
+_PROMPT_FIELDS = frozenset({"prompt", "template"})
+_WRAP = 72
+
+
+class PreviewCache(Cache):
+    """A cache that planning reads but never writes to.
+
+    File digests are still memoised, but in memory only: ``why`` and ``impact`` must leave
+    the cache as they found it.
+    """
+
+    def flush(self) -> None:
+        """Keep memoised digests in memory only (nothing is written)."""
+
+
+def short_digest(value: Any) -> str:
+    """``blake3:5990b002…`` for a digest; other values as ``repr``, cut to 40 characters."""
+    if isinstance(value, str) and value.startswith("blake3:"):
+        return value[:15] + "…"
+    if isinstance(value, dict) and "$file" in value:
+        return short_digest(value["$file"])
+    if value is None:
+        return "(none)"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 3.0 s is written 3 in recipes
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key component that differs from the last run.
+
+    Attributes:
+        component: ``prompt``, ``param``, ``input``, ``env``, ``kind``, ``take`` or ``labels``.
+        name: the parameter or environment entry (``duration``, ``image``, ``provider``).
+        old: the last run's value (digests for files).
+        new: the value now.
+        diff: for a prompt, the unified text diff of the two renderings.
+    """
+
+    component: str
+    name: str
+    old: Any
+    new: Any
+    diff: str = ""
+
+    def describe(self) -> str:
+        """One line: ``duration: 3 -> 4``, ``input 'image': blake3:59…  -> blake3:ab…``."""
+        if self.component == "prompt":
+            return f"rendered prompt changed ({self.name})"
+        if self.component == "input":
+            return f"input {self.name!r}: {short_digest(self.old)} -> {short_digest(self.new)}"
+        if self.component == "env" and self.name == "source":
+            return f"function source changed: {short_digest(self.old)} -> {short_digest(self.new)}"
+        prefix = {"env": "", "kind": "stage ", "take": "", "labels": ""}.get(self.component, "")
+        return f"{prefix}{self.name}: {short_digest(self.old)} -> {short_digest(self.new)}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable form (``why --json``)."""
+        out = {"component": self.component, "name": self.name, "old": self.old, "new": self.new}
+        if self.diff:
+            out["diff"] = self.diff
+        return out
+
+
+def _lines(text: str) -> list[str]:
+    # Long one-line prompts are wrapped, so the diff points at the words that changed.
+    lines: list[str] = []
+    for line in text.splitlines() or [""]:
+        lines.extend(textwrap.wrap(line, _WRAP, break_on_hyphens=False) or [""])
+    return lines
+
+
+def prompt_diff(old: str, new: str) -> str:
+    """A unified diff (``--- last run`` / ``+++ now``) of two renderings of a prompt."""
+    diff = difflib.unified_diff(_lines(old), _lines(new), "last run", "now", lineterm="")
+    return "\n".join(diff)
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, dict) and "$file" in value
+
+
+def _file_digest(value: Any) -> Any:
+    return value["$file"] if _is_file(value) else value
+
+
+def compare_components(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    """Every key component that differs between the last run (``old``) and now (``new``)."""
+    changes: list[Change] = []
+    for part in ("kind", "kind_version"):
+        if old.get(part) != new.get(part):
+            changes.append(Change("kind", part.replace("_", " "), old.get(part), new.get(part)))
+    old_env, new_env = old.get("env") or {}, new.get("env") or {}
+    for name in sorted(set(old_env) | set(new_env)):
+        if old_env.get(name) != new_env.get(name):
+            changes.append(Change("env", name, old_env.get(name), new_env.get(name)))
+    old_p, new_p = old.get("params") or {}, new.get("params") or {}
+    for name in sorted(set(old_p) | set(new_p)):
+        before, after = old_p.get(name), new_p.get(name)
+        if before == after:
+            continue
+        if _is_file(before) or _is_file(after):
+            changes.append(Change("input", name, _file_digest(before), _file_digest(after)))
+        elif name in _PROMPT_FIELDS and isinstance(before, str) and isinstance(after, str):
+            changes.append(Change("prompt", name, before, after, prompt_diff(before, after)))
+        else:
+            changes.append(Change("param", name, before, after))
+    if old.get("take") != new.get("take"):
+        changes.append(Change("take", "take", old.get("take"), new.get("take")))
+    if old.get("labels") != new.get("labels"):
+        changes.append(Change("labels", "gathered variants", old.get("labels"), new.get("labels")))
+    return changes
+
+
+@dataclass
+class Explanation:
+    """What ``why`` says about one instance.
+
+    Attributes:
+        label: ``stage[variant]`` (or ``stage[variant, take N]``).
+        stage: the stage's name.
+        variants: ids of the variants that share the instance.
+        status: ``cached`` or ``run``.
+        reason: the plan's reason.
+        key: the cache key, None while an earlier stage's output is unknown.
+        previous_key: the key the last run recorded, if any.
+        components: the key components now (None when the key is not known yet).
+        changes: what differs from the last run's components.
+        new: the last run had no such instance.
+        estimated_usd: what running it costs (0 when cached).
+    """
+
+    label: str
+    stage: str
+    variants: list[str]
+    status: str
+    reason: str
+    key: str | None
+    previous_key: str | None
+    components: dict[str, Any] | None
+    changes: list[Change] = field(default_factory=list)
+    new: bool = False
+    estimated_usd: float = 0.0
+
+    @property
+    def unchanged(self) -> bool:
+        """Cached, and the same key components as the last run."""
+        return self.status == "cached" and not self.changes
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable form (``why --json``)."""
+        return {
+            "instance": self.label,
+            "stage": self.stage,
+            "variants": self.variants,
+            "status": self.status,
+            "reason": self.reason,
+            "unchanged": self.unchanged,
+            "new": self.new,
+            "key": self.key,
+            "previous_key": self.previous_key,
+            "estimated_usd": self.estimated_usd,
+            "components": self.components,
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+def _explain_item(plan: Plan, item: PlannedInstance) -> Explanation:
+    instance = item.instance
+    name = entry_name(instance, instance.variants[0])
+    entry = plan.previous.entries.get(name) or {}
+    old = entry.get("components")
+    changes: list[Change] = []
+    if old is not None and item.components is not None:
+        changes = compare_components(old, item.components)
+    return Explanation(
+        label=instance.label,
+        stage=instance.stage,
+        variants=[v.id for v in instance.variants] if not instance.gathers else [],
+        status=item.status,
+        reason=item.reason,
+        key=item.key,
+        previous_key=entry.get("key"),
+        components=item.components,
+        changes=changes,
+        new=old is None,
+        estimated_usd=item.estimate.usd if item.status == "run" else 0.0,
+    )
+
+
+def explain(plan: Plan, stage: str | None = None, variant: str | None = None) -> list[Explanation]:
+    """Explain every instance of ``plan`` (optionally one stage's, or one variant's).
+
+    Raises:
+        UsageError: ``stage`` or ``variant`` is not in the recipe.
+    """
+    stages = list(plan.recipe.model.stages)
+    if stage is not None and stage not in stages:
+        msg = f"no stage {stage!r} in {plan.recipe.display}; its stages: {', '.join(stages)}"
+        raise UsageError(msg)
+    ids = [v.id for v in plan.recipe.variants]
+    if variant is not None and variant not in ids:
+        close = difflib.get_close_matches(variant, ids, n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
+        msg = f"no variant {variant!r} in {plan.recipe.display}; {hint}its variants: {shown}"
+        raise UsageError(msg)
+    chosen = [
+        p
+        for p in plan.items
+        if (stage is None or p.instance.stage == stage)
+        and (variant is None or any(v.id == variant for v in p.instance.variants))
+    ]
+    return [_explain_item(plan, p) for p in chosen]
+
+
+def cause_of(reason: str) -> str:
+    """A plan reason in words: ``rendered prompt changed`` -> ``editing the prompt``."""
+    if reason == "new":
+        return "new stages, variants or takes"
+    if reason.startswith("waits for"):
+        return f"downstream of what re-runs ({reason})"
+    if reason.startswith("resume job"):
+        return "resuming jobs already paid for ($0.00 more)"
+    if reason.startswith("not in the cache"):
+        return "results missing from this cache (cleared, or another --cache)"
+    parts: list[str] = []
+    for part in reason.split(", "):
+        if part == "rendered prompt changed":
+            parts.append("the prompt (its template or a var it uses)")
+        elif part.startswith("input ") and part.endswith(" changed (content digest)"):
+            parts.append(part.removesuffix(" changed (content digest)") + " (new content)")
+        elif part == "function source changed":
+            parts.append("a python stage's function")
+        else:
+            parts.append(part)
+    return "editing " + " and ".join(parts)
+
+
+@dataclass
+class ImpactGroup:
+    """The misses that share one reason.
+
+    Attributes:
+        reason: the plan's reason (``duration: 3.0 -> 4.0``).
+        cause: the reason in words.
+        instances: labels of the instances that would re-run.
+        generations: how many of them are paid generations.
+        usd: what they would cost.
+        exact: False when some estimate is an upper bound.
+    """
+
+    reason: str
+    cause: str
+    instances: list[str] = field(default_factory=list)
+    generations: int = 0
+    usd: float = 0.0
+    exact: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable form (``impact --json``)."""
+        return {
+            "reason": self.reason,
+            "cause": self.cause,
+            "count": len(self.instances),
+            "generations": self.generations,
+            "estimated_usd": round(self.usd, 2),
+            "estimate_exact": self.exact,
+            "instances": self.instances,
+        }
+
+
+@dataclass
+class Impact:
+    """What an edit would re-run and cost, grouped by cause, before anything runs."""
+
+    recipe: str
+    provider: str
+    groups: list[ImpactGroup]
+    cached: int
+
+    @property
+    def count(self) -> int:
+        """Instances that would re-run."""
+        return sum(len(g.instances) for g in self.groups)
+
+    @property
+    def generations(self) -> int:
+        """Paid generations among them."""
+        return sum(g.generations for g in self.groups)
+
+    @property
+    def usd(self) -> float:
+        """Their total cost."""
+        return round(sum(g.usd for g in self.groups), 2)
+
+    @property
+    def exact(self) -> bool:
+        """False when some estimate is an upper bound."""
+        return all(g.exact for g in self.groups)
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable form (``impact --json``)."""
+        return {
+            "recipe": self.recipe,
+            "provider": self.provider,
+            "to_run": self.count,
+            "generations": self.generations,
+            "cached": self.cached,
+            "estimated_usd": self.usd,
+            "estimate_exact": self.exact,
+            "groups": [g.to_json() for g in self.groups],
+        }
+
+
+def impact(plan: Plan) -> Impact:
+    """The plan's misses grouped by reason, dearest group first."""
+    groups: dict[str, ImpactGroup] = {}
+    for item in plan.to_run:
+        group = groups.setdefault(item.reason, ImpactGroup(item.reason, cause_of(item.reason)))
+        group.instances.append(item.instance.label)
+        group.generations += int(item.instance.impl.paid)
+        group.usd += item.estimate.usd
+        group.exact = group.exact and item.estimate.exact
+    ordered = sorted(groups.values(), key=lambda g: (-g.usd, -len(g.instances), g.reason))
+    for group in ordered:
+        group.usd = round(group.usd, 2)
+    return Impact(plan.recipe.name, plan.recipe.model.provider, ordered, len(plan.cached))

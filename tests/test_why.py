@@ -1,0 +1,142 @@
+"""``motionflow why`` and ``motionflow impact``: what changed since the last run, and its price."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Project
+
+from motionflow.media.ffmpeg import find_ffmpeg
+
+RECIPE = """\
+version: 1
+name: small
+provider: simulate
+matrix:
+  outfit: [red jacket, white hoodie]
+inputs:
+  hero: assets/hero.png
+  dance: assets/dance.mp4
+stages:
+  prompt:
+    uses: prompt
+    with: {template: "A dancer in a {{ outfit }} on a rooftop."}
+  take:
+    uses: kling.motion_control
+    with:
+      image: ${inputs.hero}
+      video: ${inputs.dance}
+      prompt: ${stages.prompt.text}
+      character_orientation: video
+      duration: 3
+outputs: [take]
+"""
+
+
+def ran(project: Project) -> None:
+    project.write("small.yaml", RECIPE)
+    result = project.run_json("small.yaml")
+    assert (result["_exit"], result["jobs_submitted"]) == (0, 2), result["_stderr"]
+
+
+def why(project: Project, *args: str) -> str:
+    proc = project.cli("why", "small.yaml", *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def repaint_hero(project: Project) -> None:
+    hero = project.root / "assets" / "hero.png"
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=blue:s=400x600",
+            "-frames:v",
+            "1",
+            str(hero),
+        ],
+        check=True,
+    )
+
+
+def test_unchanged_instances_say_so(project: Project) -> None:
+    ran(project)
+    out = why(project)
+    assert out.count("unchanged (cached)") == 4
+
+
+def test_prompt_edit_shows_a_text_diff(project: Project) -> None:
+    ran(project)
+    project.write("small.yaml", RECIPE.replace("on a rooftop", "on a beach"))
+    out = why(project, "take", "--variant", "red-jacket")
+    assert "take[red-jacket]" in out and "white-hoodie" not in out
+    assert "-A dancer in a red jacket on a rooftop." in out
+    assert "+A dancer in a red jacket on a beach." in out
+    data = json.loads(project.cli("why", "small.yaml", "take", "--json").stdout)
+    (change,) = data["instances"][0]["changes"]
+    assert change["component"] == "prompt" and change["new"].endswith("on a beach.")
+
+
+def test_param_edit_shows_old_and_new(project: Project) -> None:
+    ran(project)
+    project.write("small.yaml", RECIPE.replace("duration: 3", "duration: 4"))
+    out = why(project, "take")
+    assert out.count("duration: 3 -> 4") == 2
+    assert "prompt[" not in out  # filtered to the stage
+
+
+def test_input_change_shows_the_digests(project: Project) -> None:
+    ran(project)
+    old = json.loads(project.cli("why", "small.yaml", "take", "--json").stdout)
+    old_digest = old["instances"][0]["components"]["params"]["image"]["$file"]
+    repaint_hero(project)
+    out = why(project, "take", "--variant", "white-hoodie")
+    assert f"input 'image': {old_digest[:15]}… -> blake3:" in out
+    assert "video" not in out.split("input 'image'")[1]  # only the image changed
+
+
+def test_unknown_stage_or_variant_is_a_usage_error(project: Project) -> None:
+    project.write("small.yaml", RECIPE)
+    proc = project.cli("why", "small.yaml", "--variant", "red-jackt")
+    assert proc.returncode == 2 and "did you mean 'red-jacket'" in proc.stderr
+    assert project.cli("why", "small.yaml", "nope").returncode == 2
+
+
+def test_impact_prices_an_edit_and_writes_nothing(
+    project: Project, files_under: Callable[[Path], dict[str, tuple[int, int]]]
+) -> None:
+    ran(project)
+    project.write("small.yaml", RECIPE.replace("on a rooftop", "on a beach"))
+    # diskcache rewrites its settings rows whenever the index is opened (plan does the same):
+    # everything else, results, blobs, journal, stamps and out/, must not move
+    cache_before = {k: v for k, v in files_under(project.cache).items() if "index" not in k}
+    out_before = files_under(project.out("small"))
+    proc = project.cli("impact", "small.yaml", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert (data["to_run"], data["generations"], data["estimated_usd"]) == (4, 2, 0.84)
+    (group,) = data["groups"]
+    assert group["reason"] == "rendered prompt changed" and group["count"] == 4
+    text = project.cli("impact", "small.yaml").stdout
+    assert "editing the prompt" in text and "re-runs 2 generations" in text and "$0.84" in text
+    assert {k: v for k, v in files_under(project.cache).items() if "index" not in k} == (
+        cache_before
+    )
+    assert files_under(project.out("small")) == out_before
+    # and a run afterwards does exactly what impact said
+    assert project.run_json("small.yaml")["jobs_submitted"] == 2
+
+
+def test_impact_of_nothing(project: Project) -> None:
+    ran(project)
+    out = project.cli("impact", "small.yaml").stdout
+    assert "No impact" in out and "$0.00" in out
