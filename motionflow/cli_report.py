@@ -1,0 +1,69 @@
+"""``motionflow report``: the gallery of a recipe's results (registered by ``cli.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from motionflow.cli import _cache_option, _console, _errors, _load, _recipe_options
+
+if TYPE_CHECKING:
+    from motionflow.recipe.loader import Recipe
+    from motionflow.report import Report
+
+__all__ = ["report", "report_after_run"]
+
+
+def _write(loaded: Recipe, cache_dir: str | None, run_started: float | None) -> Report:
+    import asyncio
+
+    from motionflow.cache.store import default_cache_dir
+    from motionflow.report import write_report
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    return asyncio.run(write_report(loaded, root, run_started=run_started))
+
+
+def report_after_run(loaded: Recipe, cache_dir: str | None, run_started: float) -> None:
+    """Refresh the gallery after ``motionflow run``; a failure is a warning, never the exit code."""
+    from rich.markup import escape
+
+    err = _console(stderr=True)
+    try:
+        written = _write(loaded, cache_dir, run_started)
+    except Exception as exc:  # noqa: BLE001 - the run's results and exit code matter more
+        err.print(
+            f"[yellow]warning:[/] the HTML report was not written: {escape(str(exc))}. "
+            f"The run's outputs are fine; try `motionflow report {escape(loaded.display)}`."
+        )
+        return
+    for note in written.notes:
+        err.print(f"[yellow]warning:[/] report: {escape(note)}")
+    err.print(f"report: {escape(str(written.path))}")
+
+
+@click.command()
+@_recipe_options
+@_cache_option
+def report(
+    recipe: str, var: tuple[str, ...], allow_outside_project: bool, cache_dir: str | None
+) -> None:
+    """Write out/<recipe>/index.html: every variant and take, playable, filterable."""
+    from rich.markup import escape
+
+    with _errors():
+        loaded = _load(recipe, var, allow_outside_project)
+        if any(d.severity == "error" for d in loaded.problems):
+            from motionflow.errors import RecipeError
+
+            raise RecipeError(loaded.problems)
+        written = _write(loaded, cache_dir, None)
+    console = _console()
+    for note in written.notes:
+        _console(stderr=True).print(f"[yellow]warning:[/] {escape(note)}")
+    made = written.cards - written.missing
+    missing = f", {written.missing} not made yet" if written.missing else ""
+    console.print(f"wrote {escape(str(written.path))}: {made} video(s){missing}")
+    console.print(f"open it in a browser: {escape(written.path.resolve().as_uri())}")

@@ -1,0 +1,285 @@
+"""What the gallery shows: one card per variant and take, read from the manifest and receipts."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from motionflow.manifest import Manifest
+
+if TYPE_CHECKING:
+    from motionflow.recipe.loader import Recipe
+
+__all__ = ["VIDEO_EXTS", "Card", "Gallery", "collect"]
+
+VIDEO_EXTS = (".mp4", ".webm", ".mov", ".m4v")
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
+_GENERATION = "kling.motion_control"
+
+
+@dataclass
+class Card:
+    """One result video (a variant's take) and what made it.
+
+    Attributes:
+        index: position in matrix order (the default sort).
+        stage: the output stage that made the video.
+        variant: the variant id (its folder under out/).
+        label: ``outfit=red, mode=std``.
+        matrix: the variant's matrix values, as text.
+        take: 1-based take number.
+        takes: how many takes the stage has.
+        video: the video file, relative to out/<recipe>/, or None when it is missing.
+        video_digest: content digest of the video (names its generated poster).
+        poster: the poster image, relative to out/<recipe>/.
+        reference_digest: content digest of the reference clip the model followed.
+        reference: the copy of the reference clip, relative to out/<recipe>/.
+        reference_poster: the reference clip's poster, relative to out/<recipe>/.
+        prompt: the rendered prompt, if the stage had one.
+        settings: model settings (mode, duration, orientation, model, provider...), as text.
+        status: ``new`` (made by the last run), ``cached`` (reused), ``missing``, ``unknown``.
+        created_at: when the result was made (ISO 8601).
+        estimated_usd: the provider price of the result.
+        actual_usd: what was charged (0 when simulated).
+        job_id: the provider's job id.
+        simulated: made by the simulate provider (nothing charged).
+    """
+
+    index: int
+    stage: str
+    variant: str
+    label: str
+    matrix: dict[str, str]
+    take: int
+    takes: int
+    video: str | None = None
+    video_digest: str | None = None
+    poster: str | None = None
+    reference_digest: str | None = None
+    reference: str | None = None
+    reference_poster: str | None = None
+    prompt: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    status: str = "missing"
+    created_at: str | None = None
+    estimated_usd: float | None = None
+    actual_usd: float | None = None
+    job_id: str | None = None
+    simulated: bool = False
+
+
+@dataclass
+class Gallery:
+    """Everything the page shows.
+
+    Attributes:
+        recipe: the recipe name.
+        provider: the recipe's provider.
+        axes: matrix axes with their values in matrix order.
+        cards: the cards in matrix order.
+        sheets: recipe-wide videos (``over: variants`` outputs): (stage, relative path).
+        run_started: when the last run started (ISO 8601), if known.
+    """
+
+    recipe: str
+    provider: str
+    axes: dict[str, list[str]]
+    cards: list[Card]
+    sheets: list[tuple[str, str]] = field(default_factory=list)
+    run_started: str | None = None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else str(value)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _files(entry: dict[str, Any], exts: tuple[str, ...]) -> str | None:
+    return next(
+        (rel for rel in sorted(entry.get("files", {})) if Path(rel).suffix.lower() in exts),
+        None,
+    )
+
+
+def _receipt(out_dir: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    rel = next((r for r in entry.get("files", {}) if r.endswith(".receipt.json")), None)
+    return _read_json(out_dir / rel) if rel else {}
+
+
+def _entries(manifest: Manifest, stage: str, variant: str) -> list[tuple[int, dict[str, Any]]]:
+    """The manifest entries of ``stage`` for ``variant``, with their take numbers, in order."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    for name, entry in manifest.entries.items():
+        if name == f"{stage}/{variant}":
+            found.append((1, entry))
+        elif name.startswith(f"{stage}/{variant}/take-"):
+            tail = name.rsplit("-", 1)[-1]
+            found.append((int(tail) if tail.isdigit() else 1, entry))
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def _money(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _status(created_at: str | None, run_started: float | None) -> str:
+    if run_started is None or not created_at:
+        return "unknown"
+    try:
+        made = datetime.fromisoformat(created_at).timestamp()
+    except ValueError:
+        return "unknown"
+    if "." not in created_at:  # stamped to the second (before motionflow 0.1.0's release)
+        return "new" if made >= math.floor(run_started) else "cached"
+    return "new" if made >= run_started - 0.001 else "cached"
+
+
+def _settings(receipt: dict[str, Any]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for name, value in sorted(receipt.get("parameters", {}).items()):
+        if name == "prompt" or (isinstance(value, dict) and "$file" in value):
+            continue
+        settings[name] = _text(value)
+    generation = receipt.get("generation", {})
+    for name in ("model", "provider"):
+        value = generation.get(name) or receipt.get("environment", {}).get(name)
+        if value:
+            settings[name] = _text(value)
+    return settings
+
+
+def _fill(card: Card, out_dir: Path, entry: dict[str, Any], run_started: float | None) -> None:
+    receipt = _receipt(out_dir, entry)
+    video = _files(entry, VIDEO_EXTS)
+    if video is None or not (out_dir / video).is_file():
+        return
+    card.video = video
+    for out in receipt.get("outputs", {}).values():
+        if isinstance(out, dict) and str(out.get("ext", "")).lower() in VIDEO_EXTS:
+            card.video_digest = out.get("file")
+            break
+    generation = receipt.get("generation", {})
+    params = receipt.get("parameters", {})
+    prompt = generation.get("rendered_prompt", params.get("prompt"))
+    card.prompt = prompt if isinstance(prompt, str) else None
+    card.settings = _settings(receipt)
+    inputs = receipt.get("inputs", {})
+    if receipt.get("kind") == _GENERATION or "reference" in inputs:
+        card.reference_digest = inputs.get("video") or inputs.get("reference")
+    card.created_at = receipt.get("created_at")
+    card.status = _status(card.created_at, run_started)
+    card.estimated_usd = _money(generation.get("estimated_usd"))
+    card.actual_usd = _money(generation.get("actual_usd"))
+    card.job_id = generation.get("job_id")
+    card.simulated = bool(generation.get("simulated"))
+
+
+def _card_stages(recipe: Recipe, manifest: Manifest) -> list[str]:
+    stages = recipe.model.stages
+    per_variant = [s for s in recipe.model.outputs if s in stages and stages[s].over is None]
+    generations = [s for s in per_variant if stages[s].uses == _GENERATION]
+    if generations:
+        return generations
+    return [
+        s
+        for s in per_variant
+        if any(n.startswith(f"{s}/") and _files(e, VIDEO_EXTS) for n, e in manifest.entries.items())
+    ]
+
+
+def _thumbnails(recipe: Recipe, manifest: Manifest) -> dict[str, str]:
+    """Digest of a video -> the ``video.thumbnail`` output image of it."""
+    stages = recipe.model.stages
+    thumbs: dict[str, str] = {}
+    for stage in recipe.model.outputs:
+        if stage not in stages or stages[stage].uses != "video.thumbnail":
+            continue
+        for name, entry in manifest.entries.items():
+            image = _files(entry, _IMAGE_EXTS)
+            if not name.startswith(f"{stage}/") or image is None:
+                continue
+            src = _receipt(recipe.out_dir, entry).get("inputs", {}).get("src")
+            if src and (recipe.out_dir / image).is_file():
+                thumbs.setdefault(src, image)
+    return thumbs
+
+
+def collect(recipe: Recipe, run_started: float | None) -> Gallery:
+    """Read what the last runs wrote under ``out/<recipe>/`` into cards, in matrix order.
+
+    Args:
+        recipe: the loaded recipe (its outputs, stages and variants choose the cards).
+        run_started: when the last run started (seconds since the epoch): results made since
+            are ``new``, older ones ``cached``; None marks them ``unknown``.
+
+    Returns:
+        The gallery; variants or takes not made yet are ``missing`` cards.
+    """
+    out_dir = recipe.out_dir
+    manifest = Manifest.load(out_dir)
+    axes: dict[str, list[str]] = {}
+    for variant in recipe.variants:
+        for axis, value in variant.values:
+            values = axes.setdefault(axis, [])
+            if _text(value) not in values:
+                values.append(_text(value))
+    stages = recipe.model.stages
+    thumbs = _thumbnails(recipe, manifest)
+    cards: list[Card] = []
+    for stage in _card_stages(recipe, manifest):
+        for variant in recipe.variants:
+            found = _entries(manifest, stage, variant.id)
+            takes = max(stages[stage].takes, len(found))
+            by_take = dict(found)
+            for take in range(1, takes + 1):
+                card = Card(
+                    index=len(cards),
+                    stage=stage,
+                    variant=variant.id,
+                    label=variant.label,
+                    matrix={axis: _text(value) for axis, value in variant.values},
+                    take=take,
+                    takes=takes,
+                )
+                if take in by_take:
+                    _fill(card, out_dir, by_take[take], run_started)
+                if card.video_digest:
+                    card.poster = thumbs.get(card.video_digest)
+                cards.append(card)
+    sheets: list[tuple[str, str]] = []
+    for stage in recipe.model.outputs:
+        if stage in stages and stages[stage].over == "variants":
+            entry = manifest.entries.get(f"{stage}/", {})
+            video = _files(entry, VIDEO_EXTS)
+            if video and (out_dir / video).is_file():
+                sheets.append((stage, video))
+    started = (
+        datetime.fromtimestamp(run_started).astimezone().isoformat(timespec="seconds")
+        if run_started is not None
+        else None
+    )
+    return Gallery(
+        recipe=recipe.name,
+        provider=recipe.model.provider,
+        axes=axes,
+        cards=cards,
+        sheets=sheets,
+        run_started=started,
+    )
