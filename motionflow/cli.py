@@ -260,6 +260,12 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
 @_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--all", "show_all", is_flag=True, help="List every instance, however many.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the plan, stamped with its digests, to a file for `run --plan`.",
+)
 def plan(
     recipe: str,
     var: tuple[str, ...],
@@ -267,6 +273,7 @@ def plan(
     cache_dir: str | None,
     as_json: bool,
     show_all: bool,
+    output: str | None,
 ) -> None:
     """Show what a run would do: each instance's status, reason and cost."""
     _, planned = _plan(recipe, var, allow_outside_project, cache_dir)
@@ -274,6 +281,17 @@ def plan(
         click.echo(json.dumps(_plan_json(planned)))
     else:
         _print_plan(planned, _console(), show_all)
+    if output:
+        from motionflow.planfile import plan_document, write_plan
+
+        with _errors():
+            write_plan(Path(output), plan_document(planned, list(var)))
+        click.echo(
+            f"wrote {output}: {len(planned.to_run)} to run, "
+            f"{_money(planned.estimated_usd, planned.exact)}. After review: "
+            f"motionflow run {recipe} --plan {output}",
+            err=as_json,
+        )
 
 
 class _Progress:
@@ -432,6 +450,7 @@ def _spending_limit(
     help="Pay again for jobs whose result expired before it was downloaded.",
 )
 @click.option("--retry-failed", is_flag=True, help="Submit again jobs the service failed.")
+@click.option("--no-report", is_flag=True, help="Do not write out/<recipe>/index.html.")
 @click.option(
     "--publish",
     "publish_kind",
@@ -443,6 +462,12 @@ def _spending_limit(
     multiple=True,
     metavar="KEY=VALUE",
     help="A publisher setting, e.g. base_url=https://cdn.example/mf (repeatable).",
+)
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    help="Run exactly this reviewed plan (from `plan -o`); refuse (exit 2) if anything drifted.",
 )
 def run(
     recipe: str,
@@ -458,8 +483,10 @@ def run(
     resubmit_in_doubt: bool,
     resubmit_lost: bool,
     retry_failed: bool,
+    no_report: bool,
     publish_kind: str | None,
     publish_option: tuple[str, ...],
+    plan_file: str | None,
 ) -> None:
     """Run a recipe: reuse cached results, run and pay for the misses only.
 
@@ -470,7 +497,7 @@ def run(
     from motionflow.stamp import check_stamp, write_stamp
 
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-    if not recheck:
+    if not recheck and plan_file is None:  # a reviewed plan is always checked in full
         summary = check_stamp(cache_root, Path(recipe), list(var), allow_outside_project)
         if summary is not None:
             if as_json:
@@ -480,6 +507,7 @@ def run(
             return
 
     import asyncio
+    import time
 
     from motionflow.executor import execute
     from motionflow.plan import make_plan
@@ -488,6 +516,11 @@ def run(
 
     console = _console(stderr=as_json)
     with _errors(detach=True):
+        reviewed = None
+        if plan_file is not None:
+            from motionflow.planfile import check_plan, load_plan
+
+            reviewed = load_plan(Path(plan_file))
         loaded = _load(recipe, var, allow_outside_project)
         publish = publish_from_cli(publish_kind, publish_option)
         options = options_from_env(
@@ -498,8 +531,16 @@ def run(
         cache = _cache(cache_dir)
         try:
             planned = make_plan(loaded, cache)
+            if reviewed is not None:  # before anything runs: nothing is spent on a drift
+                check_plan(reviewed, planned, Path(plan_file or ""))
             limit = max_usd if max_usd is not None else loaded.model.budget.max_usd
-            limit = _spending_limit(planned, limit, yes=yes, interactive=not as_json)
+            if limit is None and reviewed is not None:  # the reviewed total (+ a cent) caps it
+                limit = round(float(reviewed.get("estimated_usd") or 0.0) + 0.01, 2)
+            # a reviewed plan is the consent to spend what it says (and it cannot cost more)
+            limit = _spending_limit(
+                planned, limit, yes=yes or reviewed is not None, interactive=not as_json
+            )
+            started = time.time()
             with _Progress(console, len(planned.items), quiet or as_json) as progress:
                 result = asyncio.run(
                     execute(
@@ -515,6 +556,12 @@ def run(
             write_stamp(planned, result, cache, list(var), allow_outside_project)
         finally:
             cache.close()
+    # the gallery, refreshed when this run made something (or there is none yet)
+    fresh = result.executed or not (loaded.out_dir / "index.html").is_file()
+    if not no_report and result.outputs and fresh:
+        from motionflow.cli_report import report_after_run
+
+        report_after_run(loaded, cache_dir, started)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
@@ -722,3 +769,13 @@ def schema(output: str | None) -> None:
             _die(UsageError(msg))
     else:
         click.echo(text, nl=False)
+
+
+# Commands that live in their own modules; imported last, as they use the helpers above.
+from motionflow.cli_cache import cache as _cache_group  # noqa: E402
+from motionflow.cli_report import report as _report  # noqa: E402
+from motionflow.cli_why import impact as _impact  # noqa: E402
+from motionflow.cli_why import why as _why  # noqa: E402
+
+for _command in (_cache_group, _report, _why, _impact):
+    main.add_command(_command)

@@ -210,6 +210,11 @@ class _Run:
         inst = item.instance
         provider = self.plan.recipe.model.provider
         estimate = inst.impl.estimate(params, provider) if inst.impl.paid else None
+        if inst.impl.paid:  # keys known only now (after upstreams ran) get the planner's check
+            from motionflow.cache.integrity import lost_paid_result
+
+            if (lost := lost_paid_result(self.cache, key)) is not None:
+                return self.fail(inst, lost)
         if estimate is not None and already_paid(self.cache, key) is not None:
             estimate = Estimate(0.0, estimate.seconds)  # resumed: paid by an earlier run
         reserved = 0.0
@@ -308,7 +313,7 @@ class _Run:
             "stage_kind": inst.impl.kind,
             "outputs": outputs,
             "meta": result.meta,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "motionflow_version": __version__,
         }
 

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from motionflow.cache.store import Cache
-from motionflow.errors import Diagnostic, MediaError, RecipeError
+from motionflow.errors import CacheError, Diagnostic, MediaError, RecipeError
 from motionflow.graph import Graph, Instance, LocalInput, build_graph
 from motionflow.keys import instance_key
 from motionflow.manifest import Manifest, entry_name
@@ -284,6 +284,12 @@ def _keyed(
     )
     estimate = _estimate(instance, params, provider)
     if instance.impl.paid:
+        from motionflow.cache.integrity import lost_paid_result
+
+        lost = lost_paid_result(cache, key)
+        if lost is not None:  # a paid file was lost: never paid for again without being asked
+            msg = f"{instance.label}: {lost}"
+            raise CacheError(msg)
         paid = already_paid(cache, key)
         if paid is not None:  # the journal holds a job for this key: resumed, not resubmitted
             reason, estimate = paid, Estimate(0.0, estimate.seconds, exact=True)
