@@ -250,7 +250,9 @@ def cause_of(reason: str) -> str:
     if reason == "new":
         return "new stages, variants or takes"
     if reason.startswith("waits for"):
-        return f"downstream of what re-runs ({reason})"
+        # "waits for take[red], take[blue]" -> one group per upstream stage, not per variant
+        stages = sorted({part.strip().split("[", 1)[0] for part in reason[10:].split(",")})
+        return f"downstream of what re-runs (waits for {', '.join(stages)})"
     if reason.startswith("resume job"):
         return "resuming jobs already paid for ($0.00 more)"
     if reason.startswith("not in the cache"):
@@ -348,7 +350,8 @@ def impact(plan: Plan) -> Impact:
     """The plan's misses grouped by reason, dearest group first."""
     groups: dict[str, ImpactGroup] = {}
     for item in plan.to_run:
-        group = groups.setdefault(item.reason, ImpactGroup(item.reason, cause_of(item.reason)))
+        cause = cause_of(item.reason)  # "waits for take[a]" and "take[b]" are one cause
+        group = groups.setdefault(cause, ImpactGroup(item.reason, cause))
         group.instances.append(item.instance.label)
         group.generations += int(item.instance.impl.paid)
         group.usd += item.estimate.usd

@@ -140,3 +140,17 @@ def test_impact_of_nothing(project: Project) -> None:
     ran(project)
     out = project.cli("impact", "small.yaml").stdout
     assert "No impact" in out and "$0.00" in out
+
+
+def test_impact_groups_what_waits_by_stage_not_by_variant(project: Project) -> None:
+    recipe = RECIPE.replace(
+        "outputs:",
+        "  thumb:\n    uses: video.thumbnail\n    with:\n      src: ${stages.take.video}\noutputs:",
+    )
+    project.write("small.yaml", recipe)
+    assert project.run_json("small.yaml")["_exit"] == 0
+    project.write("small.yaml", recipe.replace("on a rooftop", "on a beach"))
+    data = json.loads(project.cli("impact", "small.yaml", "--json").stdout)
+    causes = {g["cause"]: g["count"] for g in data["groups"]}
+    assert causes["downstream of what re-runs (waits for take)"] == 2
+    assert len(data["groups"]) == 2
