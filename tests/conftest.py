@@ -65,6 +65,40 @@ class Project:
         return self.root / "out" / recipe
 
 
+SMALL_RECIPE = """\
+version: 1
+name: small
+provider: simulate
+matrix:
+  outfit: [red jacket, white hoodie]
+inputs:
+  hero: assets/hero.png
+  dance: assets/dance.mp4
+stages:
+  prompt:
+    uses: prompt
+    with: {template: "A dancer in a {{ outfit }} on a rooftop."}
+  take:
+    uses: kling.motion_control
+    with:
+      image: ${inputs.hero}
+      video: ${inputs.dance}
+      prompt: ${stages.prompt.text}
+      character_orientation: video
+      duration: 3
+outputs: [take]
+"""
+"""Two simulated generations and their prompts: the smallest paid recipe (tests of plans)."""
+
+
+def repaint(image: Path) -> None:
+    """Overwrite ``image`` with a plain blue 400x600 picture (a changed input)."""
+    from motionflow.media.ffmpeg import find_ffmpeg
+
+    command = [find_ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=blue:s=400x600"]
+    subprocess.run([*command, "-frames:v", "1", str(image)], check=True)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     root = tmp_path / "proj"

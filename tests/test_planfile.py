@@ -3,35 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
-from conftest import Project
+from conftest import SMALL_RECIPE, Project, repaint
 
-from motionflow.media.ffmpeg import find_ffmpeg
-
-RECIPE = """\
-version: 1
-name: small
-provider: simulate
-matrix:
-  outfit: [red jacket, white hoodie]
-inputs:
-  hero: assets/hero.png
-  dance: assets/dance.mp4
-stages:
-  prompt:
-    uses: prompt
-    with: {template: "A dancer in a {{ outfit }} on a rooftop."}
-  take:
-    uses: kling.motion_control
-    with:
-      image: ${inputs.hero}
-      video: ${inputs.dance}
-      prompt: ${stages.prompt.text}
-      character_orientation: video
-      duration: 3
-outputs: [take]
-"""
+RECIPE = SMALL_RECIPE
 
 PRICES = {
     "model": "kling-v3-motion-control",
@@ -95,22 +70,7 @@ def test_round_trip_runs_the_plan(project: Project) -> None:
 def test_a_changed_input_refuses(project: Project) -> None:
     document = planned(project)
     hero = project.root / "assets" / "hero.png"
-    subprocess.run(
-        [
-            find_ffmpeg(),
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=blue:s=400x600",
-            "-frames:v",
-            "1",
-            str(hero),
-        ],
-        check=True,
-    )
+    repaint(hero)
     err = refused(project)
     old = document["inputs"]["hero"]  # type: ignore[index]
     assert f"input 'hero' changed: {old[:15]}… -> blake3:" in err

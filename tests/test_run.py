@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
-from conftest import REPO, Project
+from conftest import REPO, Project, repaint
 
-from motionflow.media.ffmpeg import find_ffmpeg
 from motionflow.media.probe import probe
 
 DEMO = """\
@@ -208,22 +206,7 @@ def test_changed_input_is_noticed(project: Project) -> None:
     demo(project)
     project.run_json("demo.yaml")
     hero = project.root / "assets" / "hero.png"
-    subprocess.run(
-        [
-            find_ffmpeg(),
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=blue:s=400x600",
-            "-frames:v",
-            "1",
-            str(hero),
-        ],
-        check=True,
-    )
+    repaint(hero)
     plan = project.plan_json("demo.yaml")
     assert {i["reason"] for i in by_stage(plan, "take")} == {
         "input 'image' changed (content digest)"

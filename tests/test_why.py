@@ -3,37 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Project
+from conftest import SMALL_RECIPE, Project, repaint
 
-from motionflow.media.ffmpeg import find_ffmpeg
-
-RECIPE = """\
-version: 1
-name: small
-provider: simulate
-matrix:
-  outfit: [red jacket, white hoodie]
-inputs:
-  hero: assets/hero.png
-  dance: assets/dance.mp4
-stages:
-  prompt:
-    uses: prompt
-    with: {template: "A dancer in a {{ outfit }} on a rooftop."}
-  take:
-    uses: kling.motion_control
-    with:
-      image: ${inputs.hero}
-      video: ${inputs.dance}
-      prompt: ${stages.prompt.text}
-      character_orientation: video
-      duration: 3
-outputs: [take]
-"""
+RECIPE = SMALL_RECIPE
 
 
 def ran(project: Project) -> None:
@@ -50,22 +25,7 @@ def why(project: Project, *args: str) -> str:
 
 def repaint_hero(project: Project) -> None:
     hero = project.root / "assets" / "hero.png"
-    subprocess.run(
-        [
-            find_ffmpeg(),
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=blue:s=400x600",
-            "-frames:v",
-            "1",
-            str(hero),
-        ],
-        check=True,
-    )
+    repaint(hero)
 
 
 def test_unchanged_instances_say_so(project: Project) -> None:

@@ -15,13 +15,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import blake3
-
 from motionflow.cache.manage import (
-    _CHUNK,
     _GRACE_SECONDS,
     Entry,
     _all_blobs,
@@ -35,6 +31,7 @@ from motionflow.cache.manage import (
 )
 from motionflow.cache.store import Cache
 from motionflow.errors import UsageError
+from motionflow.keys import digest_file
 
 __all__ = [
     "GcReport",
@@ -78,14 +75,6 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def _hash(path: Path) -> str:
-    hasher = blake3.blake3()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            hasher.update(chunk)
-    return "blake3:" + hasher.hexdigest()
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -116,7 +105,7 @@ def verify_blobs(cache: Cache) -> VerifyReport:
         report.checked += 1
         try:
             report.checked_bytes += path.stat().st_size
-            actual = _hash(path)
+            actual = digest_file(path)
         except OSError as exc:
             actual = f"unreadable: {exc}"
         if actual == digest:
