@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,18 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"  # pragma: no cover - the loop always returns
 
 
+@contextlib.contextmanager
+def _opened(cache_dir: str | None) -> Iterator[Any]:
+    """The cache at ``cache_dir`` (or the default), closed afterwards."""
+    from motionflow.cli import _cache
+
+    store = _cache(cache_dir)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @click.group()
 def cache() -> None:
     """Inspect and manage the cache: entries, sizes, integrity, garbage, sharing."""
@@ -66,14 +79,10 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
     from rich.table import Table
 
     from motionflow.cache.manage import list_entries, referenced_keys
-    from motionflow.cli import _age, _cache, _console, _errors, _money
+    from motionflow.cli import _age, _console, _errors, _money
 
-    with _errors():
-        store = _cache(cache_dir)
-        try:
-            rows = list_entries(store, referenced_keys(store, _roots(projects)))
-        finally:
-            store.close()
+    with _errors(), _opened(cache_dir) as store:
+        rows = list_entries(store, referenced_keys(store, _roots(projects)))
     rows = [r for r in rows if r.paid or not paid_only]
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows]))
@@ -116,14 +125,10 @@ def du(cache_dir: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     from motionflow.cache.manage import disk_usage
-    from motionflow.cli import _cache, _console, _errors, _money
+    from motionflow.cli import _console, _errors, _money
 
-    with _errors():
-        store = _cache(cache_dir)
-        try:
-            usage = disk_usage(store)
-        finally:
-            store.close()
+    with _errors(), _opened(cache_dir) as store:
+        usage = disk_usage(store)
     if as_json:
         click.echo(json.dumps(usage.to_json()))
         return
@@ -159,14 +164,10 @@ def verify(cache_dir: str | None, as_json: bool) -> None:
     from rich.markup import escape
 
     from motionflow.cache.integrity import verify_blobs
-    from motionflow.cli import _cache, _console, _errors, _money
+    from motionflow.cli import _console, _errors, _money
 
-    with _errors():
-        store = _cache(cache_dir)
-        try:
-            report = verify_blobs(store)
-        finally:
-            store.close()
+    with _errors(), _opened(cache_dir) as store:
+        report = verify_blobs(store)
     if as_json:
         click.echo(json.dumps(report.to_json()))
         sys.exit(0 if report.ok else 1)
@@ -226,12 +227,11 @@ def gc(
 
     from motionflow.cache.integrity import collect_garbage, parse_size
     from motionflow.cache.manage import referenced_keys
-    from motionflow.cli import _cache, _console, _errors, _money
+    from motionflow.cli import _console, _errors, _money
 
     with _errors():
         quota = parse_size(max_intermediates) if max_intermediates is not None else None
-        store = _cache(cache_dir)
-        try:
+        with _opened(cache_dir) as store:
             report = collect_garbage(
                 store,
                 referenced_keys(store, _roots(projects)),
@@ -239,8 +239,6 @@ def gc(
                 max_intermediate_bytes=quota,
                 dry_run=dry_run,
             )
-        finally:
-            store.close()
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
@@ -271,14 +269,10 @@ def forget(cache_dir: str | None, keys: tuple[str, ...], as_json: bool) -> None:
     """Drop results by key (or prefix), so the next run makes them again, paid ones too."""
     from motionflow.cache.integrity import forget as drop
     from motionflow.cache.manage import resolve_keys
-    from motionflow.cli import _cache, _console, _errors, _money
+    from motionflow.cli import _console, _errors, _money
 
-    with _errors():
-        store = _cache(cache_dir)
-        try:
-            dropped = drop(store, resolve_keys(store, keys))
-        finally:
-            store.close()
+    with _errors(), _opened(cache_dir) as store:
+        dropped = drop(store, resolve_keys(store, keys))
     if as_json:
         click.echo(json.dumps([{"key": k, "usd": round(u, 2)} for k, u in dropped]))
         return
@@ -307,15 +301,14 @@ def export_(
     """Write selected results, their files and receipts to DEST (a .tar.gz) for a teammate."""
     from motionflow.cache.manage import list_entries, recipe_keys, resolve_keys
     from motionflow.cache.transfer import export_results
-    from motionflow.cli import _cache, _console, _errors, _money
+    from motionflow.cli import _console, _errors, _money
     from motionflow.errors import UsageError
 
     with _errors():
         if not (recipes or keys or everything):
             msg = "choose what to export: --recipe NAME, --key KEY or --all"
             raise UsageError(msg)
-        store = _cache(cache_dir)
-        try:
+        with _opened(cache_dir) as store:
             roots = _roots(projects)
             wanted = resolve_keys(store, keys) if keys else []
             for name in recipes:
@@ -323,8 +316,6 @@ def export_(
             if everything:
                 wanted = [e.key for e in list_entries(store)]
             report = export_results(store, dest, wanted, roots)
-        finally:
-            store.close()
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
@@ -344,14 +335,10 @@ def export_(
 def import_(cache_dir: str | None, src: Path, as_json: bool) -> None:
     """Add the results of an export, checking every file's digest; never overwrites."""
     from motionflow.cache.transfer import import_results
-    from motionflow.cli import _cache, _console, _errors, _money
+    from motionflow.cli import _console, _errors, _money
 
-    with _errors():
-        store = _cache(cache_dir)
-        try:
-            report = import_results(store, src)
-        finally:
-            store.close()
+    with _errors(), _opened(cache_dir) as store:
+        report = import_results(store, src)
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
