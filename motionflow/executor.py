@@ -441,10 +441,5 @@ async def execute(
         run.manifest.save()
         if run.session is not None:
             await run.session.aclose()
-            if not run.session.free:
-                # charged amounts where the usage API told them, the estimate otherwise
-                run.result.spent_usd = sum(
-                    r.actual_usd if r.actual_usd is not None else r.estimated_usd
-                    for r in run.session.submitted
-                )
+            run.result.spent_usd = run.session.charged_usd
     return result

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from motionflow.graph import Instance
-from motionflow.manifest import Manifest, atomic_write_text, entry_name
+from motionflow.manifest import Manifest, atomic_copy, atomic_write_text, entry_name
 from motionflow.recipe.matrix import Variant
 
 __all__ = ["materialize"]
@@ -19,15 +17,6 @@ def _version() -> str:
     from motionflow import __version__
 
     return __version__
-
-
-def _copy_atomic(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        shutil.copyfile(src, tmp)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _receipt(
@@ -97,7 +86,7 @@ def materialize(
             stem = base if field == main else f"{base}.{field}"
             if "file" in out:
                 dest = folder / f"{stem}{out.get('ext', '')}"
-                _copy_atomic(blob_path(out["file"]), dest)
+                atomic_copy(blob_path(out["file"]), dest)
             else:
                 value = out.get("value")
                 text = value if isinstance(value, str) else json.dumps(value, indent=1)

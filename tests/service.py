@@ -70,9 +70,8 @@ class Service:
         path.write_text(text, encoding="utf-8")
         return path.name
 
-    def command(self, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    def command(self, *args: str) -> list[str]:
         """The argv of ``motionflow ARGS``."""
-        del env
         return [sys.executable, "-c", "from motionflow.cli import main; main()", *args]
 
     def full_env(self, env: dict[str, str] | None = None) -> dict[str, str]:

@@ -182,6 +182,7 @@ class Journal:
         request: dict[str, Any],
         idempotency_key: str,
         estimated_usd: float,
+        stage: str = "",
     ) -> JobRecord:
         """Write the ``submitting`` record; call it before the POST, never after.
 
@@ -192,7 +193,15 @@ class Journal:
             msg = f"a job was already started for key {key[:12]}…; resume it, do not submit again"
             raise CacheError(msg)
         record = JobRecord(
-            key, "submitting", label, recipe, provider, request, idempotency_key, estimated_usd
+            key,
+            "submitting",
+            label,
+            recipe,
+            provider,
+            request,
+            idempotency_key,
+            estimated_usd,
+            stage=stage,
         )
         record.history.append(["submitting", _now()])
         self._write(record)

@@ -219,6 +219,15 @@ class GenerationSession:
         self.submitted: list[JobRecord] = []
         """Jobs this run submitted (and so paid for)."""
 
+    @property
+    def charged_usd(self) -> float:
+        """What this run's submits cost: ``cost.amount`` where known, else the estimate."""
+        if self.free:
+            return 0.0
+        return sum(
+            r.actual_usd if r.actual_usd is not None else r.estimated_usd for r in self.submitted
+        )
+
     # -- lifecycle ----------------------------------------------------------------------------
     async def client(self) -> EmpirioLabsClient:
         """The API client, connecting (and starting the simulator) on first use.
@@ -369,8 +378,8 @@ class GenerationSession:
             request=record.request,
             idempotency_key=record.idempotency_key,
             estimated_usd=0.0,
+            stage=record.stage,
         )
-        fresh.stage = record.stage
         fresh = self.journal.advance(fresh, "submitted", job_id=record.job_id)
         return self.journal.advance(fresh, "completed", output_urls=record.output_urls)
 
@@ -502,8 +511,8 @@ class GenerationSession:
                 request=body.to_json(),
                 idempotency_key=idempotency_key,
                 estimated_usd=spec.estimated_usd,
+                stage=spec.stage,
             )
-            record.stage = spec.stage
             try:
                 submitted = await client.submit(body, idempotency_key=idempotency_key)
             except SubmitInDoubt as exc:
@@ -513,18 +522,16 @@ class GenerationSession:
                 msg = f"{spec.label}: EmpirioLabs refused the request (nothing was charged): {exc}"
                 raise ProviderError(msg) from exc
             except (AuthError, InsufficientCredits, ModelNotFound) as exc:
-                self._forget(record)
+                self.journal.discard(record)  # the POST certainly charged nothing
                 self.stopped = f"{exc} (no further jobs are submitted in this run)"
                 msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
                 raise ProviderError(msg) from exc
             except (RateLimited, ProviderError) as exc:
-                self._forget(record)
+                self.journal.discard(record)
                 msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
                 raise ProviderError(msg) from exc
-            except BaseException:
-                # Cancelled (Ctrl-C) or a bug mid-POST: the record stays ``submitting``; the
-                # next run treats it as in doubt and settles it from the usage API.
-                raise
+            # Cancelled (Ctrl-C) or a bug mid-POST: the record stays ``submitting``; the next
+            # run treats it as in doubt and settles it from the usage API.
             else:
                 record = self.journal.advance(record, "submitted", job_id=submitted.job_id)
         if record.state == "in_doubt":
@@ -539,10 +546,6 @@ class GenerationSession:
             )
         )
         return record
-
-    def _forget(self, record: JobRecord) -> None:
-        """Drop a ``submitting`` record whose POST certainly charged nothing."""
-        self.journal.discard(record)
 
     async def _wait(self, client: EmpirioLabsClient, spec: JobSpec, record: JobRecord) -> JobRecord:
         assert record.job_id is not None

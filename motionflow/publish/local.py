@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from motionflow.errors import PublishError
+from motionflow.manifest import atomic_copy
 from motionflow.publish.base import Published
 from motionflow.publish.fileserver import FileServer
 from motionflow.stages.base import FileArtifact
@@ -80,12 +79,10 @@ class StaticPublisher:
         name = published_name(artifact)
         dest = self.folder / name
         if not dest.is_file() or dest.stat().st_size != artifact.path.stat().st_size:
-            tmp = dest.with_name(f".{name}.{uuid.uuid4().hex}.part")
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(artifact.path, tmp)
-                tmp.chmod(0o644)  # served by another user, typically
-                tmp.replace(dest)
+                # readable by the web server, typically another user
+                atomic_copy(artifact.path, dest, mode=0o644)
             except OSError as exc:
                 msg = (
                     f"cannot publish {str(artifact.path)!r} into {str(self.folder)!r}: "
@@ -93,8 +90,6 @@ class StaticPublisher:
                     "Nothing was submitted"
                 )
                 raise PublishError(msg) from exc
-            finally:
-                tmp.unlink(missing_ok=True)
         return Published(f"{self.base_url}/{name}")
 
     async def aclose(self) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from pathlib import Path
 
+from motionflow.manifest import atomic_copy
 from motionflow.media.ffmpeg import ffmpeg_path, run_ffmpeg
 
 __all__ = ["REPORT_DIR", "copy_reference", "make_poster", "remove_stale"]
@@ -59,13 +59,8 @@ def copy_reference(out_dir: Path, src: Path, digest: str) -> str | None:
     if not src.is_file():
         return None
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
-        # a copy, not a link: cache blobs are read-only and may be collected later
-        shutil.copyfile(src, tmp)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # a copy, not a link: cache blobs are read-only and may be collected later
+    atomic_copy(src, dest)
     return rel
 
 
