@@ -12,7 +12,7 @@ import pytest
 from conftest import ASSETS
 
 from motionflow.fakeapi import FakeConfig, FakeEmpirioLabs, Faults, StatusWords
-from motionflow.fakeapi.worker import PLACEHOLDER
+from motionflow.fakeapi.placeholder import placeholder_video
 from motionflow.media.probe import probe
 
 KEY = "sk-empiriolabs-test-SECRET-4242"
@@ -186,7 +186,7 @@ def test_result_url_shapes_and_download_without_auth(serve: Any, shape: str) -> 
     url = SHAPES[shape](job["result"])
     assert url.startswith(f"{fake.url}/files/") and "Signature=" in url
     download = httpx.get(url)  # no Authorization, like a CDN
-    assert download.status_code == 200 and download.content == PLACEHOLDER
+    assert download.status_code == 200 and download.content == placeholder_video()
 
 
 def test_job_is_gone_after_retention(serve: Any) -> None:
@@ -200,7 +200,7 @@ def test_job_is_gone_after_retention(serve: Any) -> None:
 
 
 def test_usage_events_carry_the_charged_cost(serve: Any) -> None:
-    _, client = serve()
+    _, client = serve(usage_job_ids=True)  # the real usage API names no job: see test_fake_untruths
     std = submit(client, duration=3).json()["job_id"]
     pro = submit(client, mode="pro", duration=4).json()["job_id"]
     wait_for(client, pro, until={"completed"})

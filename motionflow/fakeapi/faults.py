@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import dataclass, fields, replace
@@ -88,6 +89,25 @@ class Faults:
         flaky_rate: with ``seed``, the probability that a matching request (same scope as
             ``server_errors``) gets a 5xx; reproducible for a given seed.
         seed: seeds ``flaky_rate``'s random draws; required when ``flaky_rate`` is above 0.
+        late_submits: the next N valid submits (past validation and the credit check) get
+            ``server_error_status`` at once, and the job is created and billed
+            ``late_seconds`` later by a timer (real time, scaled; ``advance`` does not move it).
+            The job is a real job: polled by id, in usage, with an output; it counts in
+            ``submissions``/``submits_by_key`` once created, and is not created when an
+            honoured ``Idempotency-Key`` already has a job by then.
+        late_seconds: how long after a late submit its job appears.
+        created_then_5xx: the next N valid submits create and bill the job, then answer
+            ``server_error_status`` (the "5xx after the job was created" case).
+        poll_not_found: the next N ``GET /v1/jobs/{id}`` of a job that exists answer 404
+            ``job_not_found`` (read-after-write lag).
+        file_not_found: the next N GETs of an output file that exists answer 404 (CDN
+            propagation).
+        file_error_page: the next N GETs of an output file answer 200 with an HTML error page
+            (``Content-Type: text/html``) instead of the video: a careless CDN.
+        echo_key_in_errors: every error body repeats the API key the request carried
+            (``Authorization: Bearer`` or ``x-api-key``) in every field of the envelope: raw,
+            as ``repr()`` and JSON-escaped (see :func:`error_body`). Nothing is echoed when
+            the request carried no key.
     """
 
     rate_limit_burst: int = 0
@@ -114,6 +134,13 @@ class Faults:
     error_style: ErrorStyle = "openai"
     flaky_rate: float = 0.0
     seed: int | None = None
+    late_submits: int = 0
+    late_seconds: float = 5.0
+    created_then_5xx: int = 0
+    poll_not_found: int = 0
+    file_not_found: int = 0
+    file_error_page: int = 0
+    echo_key_in_errors: bool = False
 
     def __post_init__(self) -> None:
         if self.flaky_rate > 0 and self.seed is None:
@@ -122,6 +149,25 @@ class Faults:
         if not 500 <= self.server_error_status <= 599:
             msg = f"server_error_status must be a 5xx status, not {self.server_error_status!r}."
             raise ValueError(msg)
+
+
+# The faults consumed one request at a time (``FaultPlan.take``).
+_COUNTED = frozenset(
+    {
+        "created_then_5xx",
+        "fail_jobs",
+        "file_error_page",
+        "file_not_found",
+        "late_submits",
+        "lost_response",
+        "malformed_json",
+        "poll_not_found",
+        "rate_limit_burst",
+        "reject_submits",
+        "reset_after_read",
+        "server_errors",
+    }
+)
 
 
 def _matches(methods: frozenset[str], paths: frozenset[str] | None, method: str, path: str) -> bool:
@@ -221,27 +267,57 @@ class FaultPlan:
 
     def take_fail_job(self) -> bool:
         """Consume one job failure (decided when the job is accepted)."""
+        return self.take("fail_jobs")
+
+    def take(self, name: str) -> bool:
+        """Consume one of a counted fault, e.g. ``take("poll_not_found")``; False if none left.
+
+        Raises:
+            TypeError: ``name`` is not a counted (int) field of :class:`Faults`.
+        """
+        if name not in _COUNTED:
+            msg = f"{name!r} is not a counted fault; counted faults: {sorted(_COUNTED)}"
+            raise TypeError(msg)
         with self._lock:
-            return self._take("fail_jobs")
+            return self._take(name)
 
 
 def error_body(
-    style: ErrorStyle, code: str, message: str, param: str | None = None
+    style: ErrorStyle,
+    code: str,
+    message: str,
+    param: str | None = None,
+    *,
+    echo_key: str | None = None,
 ) -> dict[str, Any]:
     """Build an error body in one of the contract's three envelopes.
 
     The Anthropic-style envelope has no ``code`` field, so the code goes in ``error.type``
     (what a proxy speaking that style does with a service-specific code).
 
+    With ``echo_key`` (a careless service) every field of the envelope carries the key. The
+    message gets ``" (key: KEY; as sent: repr(KEY); json.dumps(KEY))"``: raw, repr-escaped and
+    JSON-escaped; the code (``error.code``, the Anthropic ``error.type``, the flat ``error``)
+    gets ``" KEY"``; the OpenAI ``error.type`` gets ``" " + json.dumps(KEY)``; ``param``
+    becomes ``"<param> KEY"`` (or ``"KEY"``). The Anthropic top-level ``"type": "error"``
+    stays: it only says the body is an error.
+
     Args:
         style: ``"openai"``, ``"anthropic"`` or ``"flat"``.
         code: the machine-readable code, e.g. ``"rate_limit_exceeded"``.
         message: the human-readable message (never containing a key).
         param: the request field at fault, for validation errors.
+        echo_key: the key the request carried, to leak into every field; None leaks nothing.
 
     Returns:
         The JSON-ready body.
     """
+    kind = _TYPES.get(code, "invalid_request_error")
+    if echo_key:
+        message = f"{message} (key: {echo_key}; as sent: {echo_key!r}; {json.dumps(echo_key)})"
+        code = f"{code} {echo_key}"
+        kind = f"{kind} {json.dumps(echo_key)}"
+        param = f"{param} {echo_key}" if param else echo_key
     if style == "anthropic":
         return {"type": "error", "error": {"type": code, "message": message}}
     if style == "flat":
@@ -249,5 +325,4 @@ def error_body(
         if param is not None:
             body["param"] = param
         return body
-    kind = _TYPES.get(code, "invalid_request_error")
     return {"error": {"message": message, "type": kind, "code": code, "param": param}}

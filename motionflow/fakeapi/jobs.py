@@ -1,4 +1,4 @@
-"""Submit validation, the job lifecycle and the views the fake server sends for jobs and usage."""
+"""Submit validation, the job lifecycle and the views the fake server sends for jobs."""
 
 from __future__ import annotations
 
@@ -15,13 +15,10 @@ __all__ = [
     "ResultShape",
     "StatusWords",
     "SubmitRequest",
-    "UsageQuery",
     "ValidationFailure",
     "iso",
     "model_entry",
-    "parse_usage_query",
     "result_body",
-    "usage_page",
     "validate_submit",
 ]
 
@@ -180,6 +177,14 @@ class Job:
         output_name: the output's name in the file store, once it exists.
         worker_error: why fetching or rendering failed, if it did.
         worker_done: the server clock when the worker finished, or None while it runs.
+        seq: the order jobs were created in (ties on ``created`` are broken by it).
+        owner: ``"us"`` (a submit the server answered) or ``"stranger"`` (someone else on
+            the account).
+        idempotency_key: the submit's ``Idempotency-Key`` header, if it had one.
+        count_key: what ``submits_by_key`` counts the job under (the header, else a digest
+            of the body); empty for strangers.
+        usage_id: the id of the job's usage event (unrelated to the job id).
+        billed_from: the server clock when the job's usage event appears (billing lag).
     """
 
     job_id: str
@@ -193,6 +198,12 @@ class Job:
     output_name: str | None = None
     worker_error: tuple[str, str] | None = None
     worker_done: float | None = None
+    seq: int = 0
+    owner: Literal["us", "stranger"] = "us"
+    idempotency_key: str | None = None
+    count_key: str = ""
+    usage_id: str = ""
+    billed_from: float = 0.0
 
     def state(self, now: float) -> tuple[str, float, float | None]:
         """(phase, progress, finished clock): phase is queued/processing/completed/failed."""
@@ -209,9 +220,17 @@ class Job:
         return "completed", 1.0, max(self.ready_at, self.worker_done)
 
     def view(
-        self, now: float, words: StatusWords, shape: ResultShape, url: str | None
+        self,
+        now: float,
+        words: StatusWords,
+        shape: ResultShape,
+        url: str | None,
+        skew: float = 0.0,
     ) -> tuple[str, dict[str, Any]]:
-        """(phase, the job object as ``GET /v1/jobs/{id}`` shows it) at clock ``now``."""
+        """(phase, the job object as ``GET /v1/jobs/{id}`` shows it) at clock ``now``.
+
+        ``skew`` (seconds) is added to every timestamp: the service's clock is not ours.
+        """
         phase, progress, finished = self.state(now)
         usage = {"billable_seconds": self.billable, "unit": "second", "mode": self.request.mode}
         result = result_body(shape, url, usage) if url and phase == "completed" else None
@@ -224,8 +243,8 @@ class Job:
             "job_id": self.job_id,
             "status": getattr(words, phase),
             "progress": round(progress, 4),
-            "created_at": iso(self.created_wall),
-            "completed_at": iso(finished_wall),
+            "created_at": iso(self.created_wall + skew),
+            "completed_at": iso(None if finished_wall is None else finished_wall + skew),
             "result": result,
             "error": error,
         }
@@ -284,66 +303,3 @@ def model_entry(prices: dict[str, float]) -> dict[str, Any]:
         "pricing_rows": rows,
         "supported_parameters": params,
     }
-
-
-@dataclass(frozen=True)
-class UsageQuery:
-    """The usage endpoint's filters: a created-at range (epoch seconds) and the rest."""
-
-    start: float
-    end: float
-    status: str | None
-    model: str | None
-    before: str | None
-    limit: int
-
-
-def _epoch(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return datetime.fromisoformat(text).timestamp()
-
-
-def parse_usage_query(query: dict[str, list[str]]) -> UsageQuery | ValidationFailure:
-    """Read ``from``, ``to`` (ISO 8601 or epoch seconds), ``status``, ``model``, ``before``
-    and ``limit`` (1..1000, default 100) from a parsed query string."""
-
-    def one(name: str) -> str | None:
-        return query[name][-1] if name in query else None
-
-    bounds: dict[str, float] = {}
-    for name, default in (("from", "-inf"), ("to", "inf")):
-        try:
-            bounds[name] = _epoch(one(name) or default)
-        except ValueError:
-            msg = f"'{name}' must be an ISO 8601 time or epoch seconds."
-            return ValidationFailure(400, "invalid_parameter", msg, name)
-    limit = one("limit") or "100"
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        msg = "'limit' must be a whole number from 1 to 1000."
-        return ValidationFailure(400, "invalid_parameter", msg, "limit")
-    return UsageQuery(
-        bounds["from"], bounds["to"], one("status"), one("model"), one("before"), int(limit)
-    )
-
-
-def usage_page(
-    rows: list[tuple[dict[str, Any], str, float]], query: UsageQuery
-) -> tuple[list[dict[str, Any]], bool]:
-    """Filter usage events, newest first: ``(event, phase, created epoch)`` rows in.
-
-    Returns:
-        The page of events and whether more matched beyond ``limit``.
-    """
-    if query.before is not None:
-        ids = [event["id"] for event, _, _ in rows]
-        rows = rows[ids.index(query.before) + 1 :] if query.before in ids else []
-    picked = [
-        event
-        for event, phase, created in rows
-        if query.start <= created <= query.end
-        and (query.status is None or query.status in {event["status"], phase})
-        and (query.model is None or query.model == event["model"])
-    ]
-    return picked[: query.limit], len(picked) > query.limit

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
-import math
 import secrets
 import socket
 import tempfile
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import fields, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from motionflow.fakeapi.account import Account, Premises
+from motionflow.fakeapi.config import FIXED_SETTINGS, FakeConfig
 from motionflow.fakeapi.faults import (
     FILE_PATH,
     JOB_PATH,
@@ -40,71 +40,31 @@ from motionflow.fakeapi.handler import (
 )
 from motionflow.fakeapi.jobs import (
     MODEL_ID,
-    Job,
-    ResultShape,
-    StatusWords,
-    SubmitRequest,
     ValidationFailure,
     iso,
     model_entry,
-    parse_usage_query,
-    usage_page,
     validate_submit,
 )
 from motionflow.fakeapi.store import FileStore, receive_upload
-from motionflow.fakeapi.worker import produce_output
+from motionflow.fakeapi.usage import parse_usage_query, usage_page
 
 __all__ = ["FakeConfig", "FakeEmpirioLabs"]
 
 _INTERNAL = "x-fakeapi-internal"
+_CONFIG_NAMES = frozenset(f.name for f in fields(FakeConfig)) - FIXED_SETTINGS
+_FAULT_NAMES = frozenset(f.name for f in fields(Faults))
+_ERROR_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><h1>502 Bad Gateway</h1><p>The edge server could not reach the origin.</p>"
+    b"</body></html>\n"
+)
 
 
-@dataclass
-class FakeConfig:
-    """How the fake server behaves. Every delay is multiplied by ``time_scale``.
-
-    Attributes:
-        api_key: the accepted key; None accepts any key (or none).
-        time_scale: factor on every delay (queue, processing, retention, rate window, faults).
-        queue_seconds: time a job spends ``queued``.
-        processing_seconds: time a job spends ``processing`` (longer if rendering is slower).
-        retention_seconds: a job answers 404 this long after it finishes.
-        rate_limit_per_minute: requests allowed per sliding minute, across every route
-            (None = unlimited); over it the answer is 429 with ``Retry-After``.
-        fetch_references: GET the reference URLs like the real service; a failed fetch
-            fails the job.
-        render: write a real video with ffmpeg; False writes a tiny placeholder file.
-        result_shape: where the output URL goes in a completed job's ``result``.
-        status_words: the status synonyms to report.
-        faults: faults to inject (the server keeps its own copy; see ``arm``).
-        prices: USD per billable second by mode, used for usage events.
-        balance_usd: starting balance shown by the usage endpoint.
-        bill_failed_jobs: whether a failed job still costs money in usage events.
-        honour_idempotency_key: return the earlier job for a repeated ``Idempotency-Key``
-            instead of accepting (and billing) a new one. Off: the contract documents none.
-        reject_unknown_fields: answer 422 for submit fields the contract does not list.
-        store_dir: where outputs and uploads are kept; a temporary folder when None.
-        port: the port to bind on 127.0.0.1; 0 picks a free one.
-    """
-
-    api_key: str | None = "sk-empiriolabs-test"
-    time_scale: float = 1.0
-    queue_seconds: float = 1.0
-    processing_seconds: float = 2.0
-    retention_seconds: float = 3600.0
-    rate_limit_per_minute: int | None = None
-    fetch_references: bool = True
-    render: bool = True
-    result_shape: ResultShape = "data"
-    status_words: StatusWords = field(default_factory=StatusWords)
-    faults: Faults = field(default_factory=Faults)
-    prices: dict[str, float] = field(default_factory=lambda: {"std": 0.14, "pro": 0.18})
-    balance_usd: float = 100.0
-    bill_failed_jobs: bool = True
-    honour_idempotency_key: bool = False
-    reject_unknown_fields: bool = True
-    store_dir: Path | None = None
-    port: int = 0
+def _received_key(headers: dict[str, str]) -> str:
+    """The API key a request carried (``Authorization: Bearer`` first, then ``x-api-key``)."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    given = token.strip() if scheme.lower() == "bearer" else ""
+    return given or headers.get("x-api-key", "").strip()
 
 
 class FakeEmpirioLabs:
@@ -112,10 +72,11 @@ class FakeEmpirioLabs:
 
     Jobs advance by the (scaled) wall clock and are computed when read; a worker thread per
     job fetches the references and renders the output. Counters let tests see what the
-    client really sent. Nothing is printed or logged.
+    client really sent, and :meth:`charges` what the account was really billed for, which
+    the usage endpoint only half tells (see :class:`FakeConfig`). Nothing is printed or logged.
 
     Args:
-        config: how the server behaves.
+        config: how the server behaves (copied: ``arm`` changes the server's copy).
 
     Example:
         >>> with FakeEmpirioLabs(FakeConfig(render=False)) as fake:  # doctest: +SKIP
@@ -123,19 +84,16 @@ class FakeEmpirioLabs:
     """
 
     def __init__(self, config: FakeConfig | None = None) -> None:
-        self.config = config or FakeConfig()
+        self.config = replace(config) if config is not None else FakeConfig()
         self._plan = FaultPlan(self.config.faults)
         self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
-        self._by_key: dict[str, str] = {}
-        self._submissions: list[dict[str, Any]] = []
-        self._submits_by_key: Counter[str] = Counter()
+        self._account = Account(self.config, self._plan, self._now)
         self._requests: Counter[tuple[str, str]] = Counter()
         self._rate_limited = 0
         self._window: deque[float] = deque()
         self._offset = 0.0
         self._conns: set[socket.socket] = set()
-        self._workers: list[threading.Thread] = []
+        self._local = threading.local()
         self._internal = secrets.token_hex(16)
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._httpd: LoopbackServer | None = None
@@ -153,11 +111,12 @@ class FakeEmpirioLabs:
         else:
             root = self.config.store_dir
         self._store = FileStore(root / "files")
-        self._work_root = root / "work"
         httpd = LoopbackServer(("127.0.0.1", self.config.port), Handler)
         httpd.app = self
         self._httpd = httpd
         self.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        premises = Premises(self._store, root / "work", self.url, self._internal, _INTERNAL)
+        self._account.open(premises)
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -165,19 +124,22 @@ class FakeEmpirioLabs:
         return self.url
 
     def stop(self) -> None:
-        """Stop serving, drop open connections, wait for workers, remove temporary files."""
+        """Stop serving and clean up.
+
+        Drops open connections, cancels late jobs not yet created, waits for the workers and
+        removes temporary files.
+        """
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
         httpd.shutdown()
         httpd.server_close()
         with self._lock:
-            conns, workers = list(self._conns), list(self._workers)
+            conns = list(self._conns)
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        for worker in workers:
-            worker.join(timeout=120)
+        self._account.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -197,15 +159,18 @@ class FakeEmpirioLabs:
     # -- what tests look at -------------------------------------------------------------
     @property
     def submissions(self) -> list[dict[str, Any]]:
-        """Every accepted submit body, in order (a copy)."""
-        with self._lock:
-            return list(self._submissions)
+        """Every accepted (billed) submit body of ours, in order (a copy); no strangers."""
+        return self._account.submissions()
 
     @property
     def submits_by_key(self) -> Counter[str]:
-        """Accepted submits by ``Idempotency-Key`` (else a digest of the body)."""
-        with self._lock:
-            return Counter(self._submits_by_key)
+        """Accepted submits by ``Idempotency-Key`` (else a digest of the body); no strangers."""
+        return self._account.submits_by_key()
+
+    @property
+    def repeat_submits(self) -> int:
+        """Submits answered with an earlier job by their honoured ``Idempotency-Key``."""
+        return self._account.repeat_submits()
 
     @property
     def requests(self) -> Counter[tuple[str, str]]:
@@ -225,25 +190,91 @@ class FakeEmpirioLabs:
         return self._plan.current
 
     def arm(self, **changes: Any) -> None:
-        """Change faults while running, e.g. ``fake.arm(server_errors=2)``."""
-        self._plan.arm(**changes)
+        """Change faults or settings while running, e.g. ``fake.arm(server_errors=2)``.
+
+        Names of :class:`Faults` fields change the live faults; names of :class:`FakeConfig`
+        fields (all but ``faults``, ``port``, ``store_dir``, ``time_scale``) change
+        ``self.config``. Nothing changes unless every name and value is valid.
+
+        Raises:
+            TypeError: a name is neither, or a fixed setting.
+            ValueError: a value is refused (e.g. a negative ``strangers_per_submit``).
+        """
+        unknown = sorted(set(changes) - _CONFIG_NAMES - _FAULT_NAMES)
+        if unknown:
+            msg = (
+                f"unknown or fixed setting(s) {unknown}; faults: {sorted(_FAULT_NAMES)}; "
+                f"settings: {sorted(_CONFIG_NAMES)}"
+            )
+            raise TypeError(msg)
+        settings = {k: v for k, v in changes.items() if k in _CONFIG_NAMES}
+        replace(self.config, **settings)  # runs the checks before anything changes
+        self._plan.arm(**{k: v for k, v in changes.items() if k not in _CONFIG_NAMES})
+        for name, value in settings.items():
+            setattr(self.config, name, value)
 
     def advance(self, seconds: float) -> None:
-        """Move the server's clock forward by ``seconds`` of (unscaled) service time."""
+        """Move the server's clock forward by ``seconds`` of (unscaled) service time.
+
+        Jobs progress, retention and billing lag follow; reported timestamps and the timers of
+        late jobs do not.
+        """
         with self._lock:
             self._offset += seconds * self.config.time_scale
 
     def job_ids(self) -> list[str]:
-        """Ids of every accepted job, oldest first."""
-        with self._lock:
-            return list(self._jobs)
+        """Ids of every job of ours that was accepted (late ones once created), oldest first."""
+        return self._account.job_ids("us")
+
+    def stranger_job_ids(self) -> list[str]:
+        """Ids of the strangers' jobs created so far, oldest first."""
+        return self._account.job_ids("stranger")
+
+    def charges(self) -> list[dict[str, Any]]:
+        """The truth the usage endpoint half tells: one entry per billed job, oldest first.
+
+        Billing lag does not hide an entry; a failed job is left out while
+        ``bill_failed_jobs`` is False. Each entry: ``job_id``; ``idempotency_key`` (the
+        submit's header, None without one and for strangers); ``owner`` (``"us"`` or
+        ``"stranger"``); ``mode`` (``std``/``pro``); ``amount_usd`` (what usage reports, once
+        visible); ``created`` (epoch seconds on the service's clock, skew included) and
+        ``created_at`` (the same as the usage event shows it); ``output_url`` (without the
+        signing query; None until the output exists).
+        """
+        return self._account.charges(self._now())
+
+    def billed_by_key(self) -> Counter[str]:
+        """Billed jobs of ours per key (``Idempotency-Key``, else a digest of the body), like
+        ``submits_by_key`` but leaving out failed jobs while ``bill_failed_jobs`` is False."""
+        return self._account.billed_by_key(self._now())
+
+    def add_stranger_job(self, mode: str = "std", duration: float = 3.0, delay: float = 0.0) -> str:
+        """Bill the account for a job someone else submitted; return its id.
+
+        It gets its own output (a placeholder with ``render=False``), never fetches
+        references, and is not counted in ``submissions``, ``submits_by_key`` or ``job_ids``.
+
+        Args:
+            mode: ``std`` or ``pro``.
+            duration: its billable seconds (rounded up), 1 to 30.
+            delay: create it this many service seconds from now (scaled, real time); the id
+                is known at once but answers 404 until then.
+
+        Raises:
+            RuntimeError: the server is not running.
+            ValueError: an unknown mode or a duration out of range.
+        """
+        if mode not in self.config.prices:
+            msg = f"mode must be one of {sorted(self.config.prices)}, not {mode!r}"
+            raise ValueError(msg)
+        if not 1 <= duration <= 30:
+            msg = f"duration must be from 1 to 30 seconds, not {duration!r}"
+            raise ValueError(msg)
+        return self._account.add_stranger(mode, duration, delay)
 
     def wait_for_workers(self, timeout: float = 120) -> None:
         """Block until every job's worker (fetch, render) has finished."""
-        with self._lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(timeout=timeout)
+        self._account.wait_for_workers(timeout)
 
     # -- internals ------------------------------------------------------------------------
     def track(self, conn: socket.socket, *, add: bool) -> None:
@@ -263,8 +294,14 @@ class FakeEmpirioLabs:
     def _error(
         self, status: int, code: str, message: str, param: str | None = None, **headers: str
     ) -> Response:
-        body = error_body(self._plan.current.error_style, code, message, param)
+        faults = self._plan.current
+        echo = getattr(self._local, "key", "") if faults.echo_key_in_errors else ""
+        body = error_body(faults.error_style, code, message, param, echo_key=echo or None)
         return json_response(status, body, {k.replace("_", "-"): v for k, v in headers.items()})
+
+    def _server_error(self, status: int) -> Response:
+        code = "model_unavailable" if status == 503 else "upstream_error"
+        return self._error(status, code, "The model is temporarily unavailable. Retry later.")
 
     def _too_many(self, retry_after: float) -> Response:
         with self._lock:
@@ -278,7 +315,8 @@ class FakeEmpirioLabs:
         template, arg = route(method, split.path)
         internal = hmac.compare_digest(headers.get(_INTERNAL, ""), self._internal)
         if internal and template == FILE_PATH:
-            return self._file(arg)
+            return self._file(arg, internal=True)
+        self._local.key = _received_key(headers)  # for echo_key_in_errors
         with self._lock:
             self._requests[method, template] += 1
         response = self._answer(method, template, arg, split.query, headers, body)
@@ -301,8 +339,7 @@ class FakeEmpirioLabs:
             return self._too_many(self._scaled(retry))
         status = self._plan.take_server_error(method, template)
         if status is not None:
-            code = "model_unavailable" if status == 503 else "upstream_error"
-            return self._error(status, code, "The model is temporarily unavailable. Retry later.")
+            return self._server_error(status)
         if template == UNKNOWN_PATH:
             return self._error(404, "not_found", f"No route for {method} this path.")
         if template != FILE_PATH:
@@ -330,9 +367,7 @@ class FakeEmpirioLabs:
         expected = self.config.api_key
         if expected is None:
             return None
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        given = token.strip() if scheme.lower() == "bearer" else ""
-        given = given or headers.get("x-api-key", "").strip()
+        given = _received_key(headers)
         if not given:
             msg = "No API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
             return self._error(401, "missing_api_key", msg)
@@ -370,22 +405,17 @@ class FakeEmpirioLabs:
         if self._plan.take_reject_submit():
             msg = "The reference video could not be processed: no person was detected."
             return self._error(422, "invalid_parameter", msg, "reference_video")
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        key = headers.get("idempotency-key") or hashlib.sha256(canonical.encode()).hexdigest()
-        credits_after = self._plan.current.insufficient_credits_after
-        with self._lock:
-            known = self._by_key.get(key, "") if self.config.honour_idempotency_key else ""
-            job = self._jobs.get(known)
-            if job is None:
-                if credits_after is not None and len(self._submissions) >= credits_after:
-                    msg = "Insufficient credits: top up the account balance to submit jobs."
-                    return self._error(402, "insufficient_credits", msg)
-                job = self._accept(checked, body, key)
+        outcome, job = self._account.submit(checked, body, headers.get("idempotency-key") or None)
+        if outcome == "no_credits":
+            msg = "Insufficient credits: top up the account balance to submit jobs."
+            return self._error(402, "insufficient_credits", msg)
+        if outcome in {"late", "created_then_5xx"} or job is None:
+            return self._server_error(self._plan.current.server_error_status)
         payload = {
             "job_id": job.job_id,
             "status": self.config.status_words.queued,
             "poll_url": f"{self.url}/v1/jobs/{job.job_id}",
-            "created_at": iso(job.created_wall),
+            "created_at": iso(job.created_wall + self._account.skew()),
         }
         response = json_response(200, payload)
         ambiguous = self._plan.take_ambiguous(method, SUBMIT_PATH)
@@ -395,76 +425,17 @@ class FakeEmpirioLabs:
             response.action = self._plan.current.lost_response_style
         return response
 
-    def _accept(self, request: SubmitRequest, body: dict[str, Any], key: str) -> Job:
-        # Caller holds the lock: the credit check and the acceptance are one step.
-        now = self._now()
-        queued_until = now + self._scaled(self.config.queue_seconds)
-        job = Job(
-            job_id=f"job_{secrets.token_hex(12)}",
-            request=request,
-            created=now,
-            created_wall=time.time(),
-            queued_until=queued_until,
-            ready_at=queued_until + self._scaled(self.config.processing_seconds),
-            will_fail=self._plan.take_fail_job(),
-            billable=float(math.ceil(request.duration)),
-        )
-        self._jobs[job.job_id] = job
-        self._by_key.setdefault(key, job.job_id)
-        self._submissions.append(body)
-        self._submits_by_key[key] += 1
-        worker = threading.Thread(target=self._work, args=(job,), daemon=True)
-        self._workers.append(worker)
-        worker.start()
-        return job
-
-    def _work(self, job: Job) -> None:
-        def set_billable(seconds: float) -> None:
-            with self._lock:
-                job.billable = seconds
-
-        outcome = produce_output(
-            job_id=job.job_id,
-            request=job.request,
-            work_root=self._work_root,
-            store=self._store,
-            fetch=self.config.fetch_references,
-            render=self.config.render,
-            will_fail=job.will_fail,
-            internal_headers={_INTERNAL: self._internal},
-            on_billable=set_billable,
-        )
-        with self._lock:
-            job.billable = outcome.billable
-            job.output_name = outcome.output_name
-            job.worker_error = outcome.error
-            job.worker_done = self._now()
-
-    def _output_url(self, job: Job) -> str | None:
-        if job.output_name is None:
-            return None
-        expires = int(job.created_wall) + 7 * 86400
-        sig = hashlib.sha256(f"{self._internal}:{job.output_name}".encode()).hexdigest()[:32]
-        return f"{self.url}/files/{job.output_name}?Expires={expires}&Signature={sig}"
-
-    def _view(self, job: Job, now: float) -> tuple[str, dict[str, Any]]:
-        cfg = self.config
-        return job.view(now, cfg.status_words, cfg.result_shape, self._output_url(job))
-
     def _job(self, job_id: str) -> Response:
         now = self._now()
         retention = self._scaled(self.config.retention_seconds)
         expire_on_completion = self._plan.current.expire_after_complete
-        with self._lock:
-            job = self._jobs.get(job_id)
-            phase, view = self._view(job, now) if job else ("gone", {})
-            finished = job.state(now)[2] if job else None
+        phase, view, finished = self._account.read(job_id, now) or ("gone", {}, None)
         gone = (
-            job is None
+            phase == "gone"
             or (expire_on_completion and phase == "completed")
             or (finished is not None and now > finished + retention)
         )
-        if gone:
+        if gone or self._plan.take("poll_not_found"):
             msg = f"Job {job_id!r} does not exist or has expired."
             return self._error(404, "job_not_found", msg)
         if self._plan.take_malformed_json():
@@ -472,10 +443,15 @@ class FakeEmpirioLabs:
             return Response(200, truncated, {"Content-Type": "application/json"})
         return json_response(200, view)
 
-    def _file(self, name: str) -> Response:
+    def _file(self, name: str, *, internal: bool = False) -> Response:
         stored = self._store.get(name)
         if stored is None:
             return self._error(404, "not_found", "No such file.")
+        if not internal and self._account.is_output(name):
+            if self._plan.take("file_not_found"):
+                return self._error(404, "not_found", "No such file.")
+            if self._plan.take("file_error_page"):
+                return Response(200, _ERROR_PAGE, {"Content-Type": "text/html; charset=utf-8"})
         return Response(200, stored.path.read_bytes(), {"Content-Type": stored.content_type})
 
     def _upload(self, headers: dict[str, str], body: bytes) -> Response:
@@ -488,36 +464,10 @@ class FakeEmpirioLabs:
         parsed = parse_usage_query(query)
         if isinstance(parsed, ValidationFailure):
             return self._error(parsed.status, parsed.code, parsed.message, parsed.param)
-        now = self._now()
-        rows: list[tuple[dict[str, Any], str, float]] = []
-        spent = 0.0
-        with self._lock:
-            for job in sorted(self._jobs.values(), key=lambda j: j.created, reverse=True):
-                phase, view = self._view(job, now)
-                price = self.config.prices[job.request.mode]
-                free = phase == "failed" and not self.config.bill_failed_jobs
-                amount = 0.0 if free else round(job.billable * price, 2)
-                spent += amount
-                url = self._output_url(job)
-                event = {
-                    "id": f"use_{job.job_id.removeprefix('job_')}",
-                    "job_id": job.job_id,
-                    "model": MODEL_ID,
-                    "mode": job.request.mode,
-                    "status": view["status"],
-                    "billable_seconds": job.billable,
-                    "cost": {"amount": amount, "currency": "USD"},
-                    "output_urls": [url] if url and phase == "completed" else [],
-                    "created_at": view["created_at"],
-                    "completed_at": view["completed_at"],
-                }
-                rows.append((event, phase, job.created_wall))
-        picked, more = usage_page(rows, parsed)
-        balance = round(self.config.balance_usd - spent, 2)
+        rows, spent = self._account.usage_rows(self._now())
         payload = {
             "object": "list",
-            "data": picked,
-            "has_more": more,
-            "balance": {"amount": balance, "currency": "USD"},
+            **usage_page(rows, parsed, self.config.usage_page_size),
+            "balance": {"amount": round(self.config.balance_usd - spent, 2), "currency": "USD"},
         }
         return json_response(200, payload)

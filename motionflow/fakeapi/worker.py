@@ -13,12 +13,11 @@ import httpx
 
 from motionflow.errors import MotionflowError
 from motionflow.fakeapi.jobs import CAPS, SubmitRequest
+from motionflow.fakeapi.placeholder import placeholder_video
 from motionflow.fakeapi.store import FileStore
 
-__all__ = ["PLACEHOLDER", "WorkOutcome", "produce_output"]
+__all__ = ["WorkOutcome", "produce_output"]
 
-PLACEHOLDER = b"motionflow fake EmpirioLabs output (render=False): not a video\n"
-"""The bytes of the placeholder output written when rendering is off."""
 
 _MAX_FETCH_BYTES = 200 * 1024 * 1024
 _samples_lock = threading.Lock()
@@ -121,9 +120,10 @@ def produce_output(
         on_billable(billable)
         if will_fail:
             return WorkOutcome(billable, None, None)
-        name = store.new_name(f"{job_id}.mp4")
+        # Not named after the job: the real output URLs do not give the job id away.
+        name = store.new_name("output.mp4")
         if not render:
-            store.path_for(name).write_bytes(PLACEHOLDER)
+            store.path_for(name).write_bytes(placeholder_video())
             return WorkOutcome(billable, name, None)
         if image is None or video is None:
             image, video = _samples(work_root)
