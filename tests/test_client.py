@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from motionflow.errors import ProviderError, UsageError
+from motionflow.fakeapi import FakeConfig, FakeEmpirioLabs
 from motionflow.providers.empiriolabs import (
     AuthError,
     EmpirioLabsClient,
@@ -527,8 +528,149 @@ def test_usage_filters_and_reads_cost_amount() -> None:
     params = h.requests[0].url.params
     assert params["from"] == since.isoformat() and params["model"] == "kling-v3-motion-control"
     assert params["status"] == "completed"
-    assert got[0].cost_usd == 0.7 and got[0].output_urls == [CDN] and got[0].job_id == "job-1"
-    assert got[1].cost_usd == 0.14 and got[1].created_at == datetime(2025, 1, 1, 10, tzinfo=UTC)
+    assert got.complete and got.pages == 1 and got.problem == ""
+    first, second = got.events
+    assert first.cost_usd == 0.7 and first.output_urls == [CDN] and first.job_id == "job-1"
+    assert second.cost_usd == 0.14 and second.created_at == datetime(2025, 1, 1, 10, tzinfo=UTC)
+
+
+SINCE = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def event(n: int, **extra: Any) -> dict[str, Any]:
+    return {"id": f"use_{n}", "cost": {"amount": 0.7}, "model": "m", "status": "completed", **extra}
+
+
+def pages_of(events: list[dict[str, Any]], size: int, *, cursor: bool) -> Handler:
+    """A usage endpoint paging ``events`` by ``before`` (an event id or an opaque cursor)."""
+    cursors = {f"cur-{i}": i for i in range(0, len(events), size)}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        before = request.url.params.get("before")
+        start = 0
+        if before is not None:
+            ids = [e["id"] for e in events]
+            start = cursors[before] if cursor else ids.index(before) + 1
+        page = events[start : start + size]
+        more = start + size < len(events)
+        body: dict[str, Any] = {"data": page, "has_more": more}
+        if cursor:
+            body["next_cursor"] = f"cur-{start + size}" if more else None
+        return httpx.Response(200, json=body)
+
+    return handler
+
+
+@pytest.mark.parametrize("cursor", [True, False])
+def test_usage_follows_has_more_to_the_last_page(cursor: bool) -> None:
+    events = [event(n) for n in range(250)]
+    h = Harness(pages_of(events, 7, cursor=cursor))
+    got = h.call(lambda c: c.usage(SINCE))
+    assert got.complete and got.pages == 36 and got.problem == ""
+    assert [e.event_id for e in got.events] == [e["id"] for e in events]
+    befores = [r.url.params.get("before") for r in h.requests]
+    assert befores[0] is None and len(set(befores)) == 36  # never the same page twice
+    assert all(r.url.params["from"] == SINCE.isoformat() for r in h.requests)
+
+
+def test_usage_past_the_page_budget_is_partial_and_says_so() -> None:
+    h = Harness(pages_of([event(n) for n in range(50)], 5, cursor=True))
+    got = h.call(lambda c: c.usage(SINCE, max_pages=3))
+    assert not got.complete and got.pages == 3 and len(got.events) == 15
+    assert "page budget" in got.problem and len(h.requests) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"data": [], "has_more": True}, "no next_cursor"),
+        ({"data": [event(1) | {"id": None}], "has_more": True}, "no next_cursor"),
+        ({"data": [event(1)], "has_more": True, "next_cursor": "same"}, "repeats a cursor"),
+    ],
+)
+def test_usage_that_cannot_go_on_is_partial(body: dict[str, Any], why: str) -> None:
+    h = Harness(sequence(httpx.Response(200, json=body)))
+    got = h.call(lambda c: c.usage(SINCE))
+    assert not got.complete and why in got.problem and got.pages == len(h.requests) <= 2
+
+
+def test_usage_failing_after_the_first_page_is_partial_not_an_error() -> None:
+    first = {"data": [event(1)], "has_more": True, "next_cursor": "c2"}
+    refused = {"error": {"message": f"no {KEY}", "code": "forbidden"}}
+    h = Harness(sequence(httpx.Response(200, json=first), httpx.Response(403, json=refused)))
+    got = h.call(lambda c: c.usage(SINCE))
+    assert not got.complete and got.pages == 1 and len(got.events) == 1
+    assert "page 2 could not be read" in got.problem and "HTTP 403" in got.problem
+    assert KEY not in got.problem and "TOPSECRET" not in got.problem
+
+
+def test_usage_failing_on_the_first_page_raises() -> None:
+    h = Harness(sequence(httpx.Response(403, json={"error": {"message": "nope"}})))
+    with pytest.raises(ProviderError, match="HTTP 403"):
+        h.call(lambda c: c.usage(SINCE))
+
+
+@pytest.mark.parametrize(
+    ("more", "cursor", "pages"),
+    [
+        ("true", "c2", 2),
+        ("false", "c2", 1),
+        (None, "c2", 2),
+        (None, None, 1),
+        (False, "c2", 1),
+        (1, "c2", 2),
+        ("yes", "c2", 2),
+        ({"odd": 1}, "c2", 2),
+        (0.0, "c2", 1),
+    ],
+)
+def test_has_more_is_read_tolerantly(more: object, cursor: str | None, pages: int) -> None:
+    first: dict[str, Any] = {"data": [event(1)]}
+    if more is not None:
+        first["has_more"] = more
+    if cursor is not None:
+        first["next_cursor"] = cursor
+    h = Harness(sequence(httpx.Response(200, json=first), httpx.Response(200, json={"data": []})))
+    got = h.call(lambda c: c.usage(SINCE))
+    assert got.complete and got.pages == pages
+
+
+@pytest.mark.parametrize(
+    ("mode", "read"),
+    [
+        ("pro", "pro"),
+        ("1080p", "1080p"),
+        ("professional", "professional"),
+        (None, None),
+        ({"tier": "pro"}, None),
+        (True, None),
+        ("", None),
+        (720, "720"),
+    ],
+)
+def test_usage_mode_is_undocumented_and_read_tolerantly(mode: object, read: str | None) -> None:
+    h = Harness(sequence(httpx.Response(200, json={"data": [event(1, mode=mode)]})))
+    (got,) = h.call(lambda c: c.usage(SINCE, model="m")).events
+    assert got.mode == read and got.cost_usd == 0.7
+    assert "mode" not in h.requests[0].url.params  # never a filter
+
+
+def test_usage_pages_through_the_fake_server_over_loopback() -> None:
+    config = FakeConfig(
+        api_key=KEY, time_scale=0.01, fetch_references=False, render=False, queue_seconds=1
+    )
+
+    async def scenario(base: str) -> Any:
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+            client = EmpirioLabsClient(http, api_key=KEY, base_url=base)
+            for n in range(3):
+                await client.submit(BODY, idempotency_key=f"idem-{n}")
+            return await client.usage(datetime.now(UTC) - timedelta(hours=1), limit=1)
+
+    with FakeEmpirioLabs(config) as fake:
+        got = asyncio.run(scenario(fake.url))
+    assert got.complete and len(got.events) == 3 and got.pages in {3, 4}
+    assert len({e.event_id for e in got.events}) == 3
 
 
 def test_every_api_request_takes_a_limiter_slot_but_downloads_do_not(tmp_path: Path) -> None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from motionflow.errors import UsageError
-from motionflow.providers.ratelimit import RateLimiter
+from motionflow.providers.ratelimit import FUTURE_TOLERANCE, MAX_PENALTY, WINDOW, RateLimiter
 
 
 class FakeTime:
@@ -210,3 +215,245 @@ def test_a_request_counts_from_its_answer(tmp_path: Path, shared: bool) -> None:
 
     waited = asyncio.run(scenario())
     assert waited == pytest.approx(60.0)  # 60 s from the answer, not 55 s from the send
+
+
+# -- clock steps: a monotonic clock for waiting, clamped stamps from the future ----------------
+
+
+class SteppedTime:
+    """A monotonic clock that sleeping advances, and a wall clock that can also be stepped."""
+
+    def __init__(self) -> None:
+        self.mono = 5_000.0
+        self.offset = 1.7e9  # wall = mono + offset
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def wall(self) -> float:
+        return self.mono + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        assert 0 < seconds < 10_000, seconds  # a runaway wait fails the example, not the run
+        self.sleeps.append(seconds)
+        self.mono += seconds
+
+
+def stepped(t: SteppedTime, per_minute: int, state_dir: Path | None = None) -> RateLimiter:
+    return RateLimiter(
+        per_minute, state_dir=state_dir, clock=t.wall, monotonic=t.monotonic, sleep=t.sleep
+    )
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("step", [-3600.0, -61.0, -5.0, 3600.0])
+def test_a_wall_clock_step_never_stalls_this_process(
+    tmp_path: Path, shared: bool, step: float
+) -> None:
+    t = SteppedTime()
+    lim = stepped(t, 3, tmp_path if shared else None)
+
+    async def scenario() -> None:
+        for _ in range(3):
+            await lim.acquire()
+        t.offset += step
+        t.mono += 1
+        await lim.acquire()  # the window is measured on the monotonic clock: 59 s, not 59 + step
+        assert t.sleeps == [pytest.approx(59.0)]
+        t.mono += 60
+        await lim.acquire()
+        assert len(t.sleeps) == 1
+
+    asyncio.run(scenario())
+
+
+def write_window(state_dir: Path, **data: object) -> None:
+    (state_dir / "ratelimit").mkdir(parents=True, exist_ok=True)
+    (state_dir / "ratelimit" / "window.json").write_text(json.dumps(data))
+
+
+def first_wait(t: SteppedTime, lim: RateLimiter) -> float:
+    start = t.mono
+    asyncio.run(lim.acquire())
+    return t.mono - start
+
+
+def test_stamps_from_the_future_count_for_one_window_at_most(tmp_path: Path) -> None:
+    t = SteppedTime()
+    future = t.wall() + 3600  # another process's stamps, written before the clock stepped back
+    write_window(tmp_path, stamps=[future] * 2, owners=["other", "other"], blocked_until=0.0)
+    lim = stepped(t, 2, tmp_path)
+    assert first_wait(t, lim) == pytest.approx(60.0)  # counted, from now: one window
+    saved = json.loads((tmp_path / "ratelimit" / "window.json").read_text())
+    assert max(saved["stamps"]) <= t.wall()  # clamped in the file too, for everyone
+
+
+def test_a_stamp_slightly_ahead_is_left_alone(tmp_path: Path) -> None:
+    t = SteppedTime()
+    ahead = t.wall() + FUTURE_TOLERANCE / 2
+    write_window(tmp_path, stamps=[ahead], owners=["other"], blocked_until=0.0)
+    lim = stepped(t, 1, tmp_path)
+    assert first_wait(t, lim) == pytest.approx(WINDOW + FUTURE_TOLERANCE / 2)
+    assert t.sleeps[0] == pytest.approx(WINDOW)  # no single wait longer than the window
+
+
+@pytest.mark.parametrize("until", [1e6, 1e12, float("inf")])
+def test_a_penalty_from_the_far_future_is_clamped(tmp_path: Path, until: float) -> None:
+    t = SteppedTime()
+    data = {"stamps": [], "blocked_until": t.wall() + until, "blocked_by": "other"}
+    (tmp_path / "ratelimit").mkdir()
+    (tmp_path / "ratelimit" / "window.json").write_text(json.dumps(data))
+    waited = first_wait(t, stepped(t, 5, tmp_path))
+    assert waited == pytest.approx(MAX_PENALTY if until != float("inf") else 0.0)
+
+
+def test_penalise_is_capped_at_the_longest_retry_after(tmp_path: Path) -> None:
+    t = SteppedTime()
+    lim = stepped(t, 5, tmp_path)
+    lim.penalise(86_400)
+    assert first_wait(t, lim) == pytest.approx(MAX_PENALTY)
+    assert first_wait(t, stepped(t, 5, tmp_path)) == 0.0  # and for the other processes
+
+
+def test_a_window_file_from_an_older_version_is_still_shared(tmp_path: Path) -> None:
+    t = SteppedTime()
+    write_window(tmp_path, stamps=[t.wall() - 10, t.wall() - 5], blocked_until=0.0)
+    assert first_wait(t, stepped(t, 2, tmp_path)) == pytest.approx(50.0)
+
+
+def test_unreadable_stamps_are_dropped(tmp_path: Path) -> None:
+    t = SteppedTime()
+    write_window(tmp_path, stamps=["x", None, float("nan")], owners=[1, 2, 3], blocked_until="x")
+    assert first_wait(t, stepped(t, 1, tmp_path)) == 0.0
+
+
+def test_after_a_backward_step_another_process_resumes_within_one_window(tmp_path: Path) -> None:
+    t = SteppedTime()
+    a, b = stepped(t, 3, tmp_path), stepped(t, 3, tmp_path)
+
+    async def fill() -> None:
+        for _ in range(3):
+            await a.acquire()
+
+    asyncio.run(fill())
+    t.offset -= 86_400  # a day back: the stamps of a now lie a day in the future
+    assert first_wait(t, b) <= WINDOW
+    assert first_wait(t, a) == 0.0  # a's own stamps were measured on its monotonic clock
+
+
+# -- the invariants, as properties -----------------------------------------------------------
+
+Op = tuple[str, float]
+ACQUIRE = st.tuples(st.just("acquire"), st.integers(0, 1).map(float))
+ADVANCE = st.tuples(st.just("advance"), st.floats(0, 90))
+STEP = st.tuples(st.just("step"), st.floats(-7200, 7200))
+PENALISE = st.tuples(st.just("penalise"), st.floats(0, 400))
+SENT = st.tuples(st.just("sent"), st.floats(0, 10))
+OPS = st.lists(st.one_of(ACQUIRE, ADVANCE, STEP, PENALISE, SENT), max_size=40)
+CALM_OPS = st.lists(st.one_of(ACQUIRE, ADVANCE, STEP, SENT), max_size=40)  # no penalty
+
+
+@dataclass
+class Grant:
+    start: float
+    end: float
+    penalty_left: float  # the (clamped) penalty in force when the acquire began
+
+
+def play(ops: list[Op], per_minute: int, state_dir: Path | None, instances: int) -> list[Grant]:
+    """Run ``ops`` against ``instances`` limiters on one state (processes on one cache)."""
+    t = SteppedTime()
+    limiters = [stepped(t, per_minute, state_dir) for _ in range(instances)]
+    grants: list[Grant] = []
+    stamps: list[tuple[RateLimiter, float]] = []
+    blocked_until = 0.0  # monotonic
+
+    async def scenario() -> None:
+        nonlocal blocked_until
+        for name, value in ops:
+            if name == "acquire":
+                lim = limiters[int(value) % instances]
+                start = t.mono
+                stamps.append((lim, await lim.acquire()))
+                grants.append(Grant(start, t.mono, max(blocked_until - start, 0.0)))
+            elif name == "advance":
+                t.mono += value
+            elif name == "step":
+                t.offset += value
+            elif name == "penalise":
+                limiters[0].penalise(value)
+                blocked_until = max(blocked_until, t.mono + min(value, MAX_PENALTY))
+            elif stamps:  # "sent": an answer arrives ``value`` seconds later
+                t.mono += value
+                lim, stamp = stamps.pop(0)
+                lim.sent(stamp)
+
+    asyncio.run(scenario())
+    return grants
+
+
+def check_budget(grants: list[Grant], per_minute: int) -> None:
+    """Invariant 1: never more than ``per_minute`` grants in any 60 s of the true clock.
+
+    To a microsecond: wall-clock stamps near 1.7e9 carry rounding errors of about 1e-7 s.
+    """
+    ends = sorted(g.end for g in grants)
+    for i, end in enumerate(ends):
+        in_window = [e for e in ends[: i + 1] if end - e < WINDOW - 1e-6]
+        assert len(in_window) <= per_minute, (end, in_window)
+
+
+@settings(derandomize=True, database=None, max_examples=200, deadline=None)
+@given(ops=OPS, per_minute=st.integers(1, 4), shared=st.booleans())
+def test_one_process_keeps_the_budget_and_bounded_waits_whatever_the_clock_does(
+    ops: list[Op], per_minute: int, shared: bool
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        grants = play(ops, per_minute, Path(tmp) if shared else None, instances=1)
+    check_budget(grants, per_minute)
+    for g in grants:  # invariants 2 and 3: one window, or the penalty in force, at most
+        assert g.end - g.start <= max(WINDOW, g.penalty_left) + 1e-6
+
+
+@settings(derandomize=True, database=None, max_examples=200, deadline=None)
+@given(ops=OPS, per_minute=st.integers(1, 4))
+def test_processes_sharing_a_window_keep_the_budget_across_backward_steps(
+    ops: list[Op], per_minute: int
+) -> None:
+    backward = [(n, -abs(v)) if n == "step" else (n, v) for n, v in ops]
+    with tempfile.TemporaryDirectory() as tmp:
+        grants = play(backward, per_minute, Path(tmp), instances=2)
+    check_budget(grants, per_minute)
+
+
+@settings(derandomize=True, database=None, max_examples=200, deadline=None)
+@given(ops=OPS, per_minute=st.integers(1, 4))
+def test_processes_sharing_a_window_wait_one_window_plus_the_penalty_at_most(
+    ops: list[Op], per_minute: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        grants = play(ops, per_minute, Path(tmp), instances=2)
+    penalised = any(name == "penalise" for name, _ in ops)
+    for g in grants:
+        # Another process's penalty, stretched by a backward step, is clamped to MAX_PENALTY.
+        penalty = MAX_PENALTY if penalised else 0.0
+        assert g.end - g.start <= max(WINDOW + FUTURE_TOLERANCE, penalty) + 1e-6
+
+
+@settings(derandomize=True, database=None, max_examples=200, deadline=None)
+@given(
+    ops=CALM_OPS,
+    back=st.floats(0, 1e7),
+    per_minute=st.integers(1, 4),
+    shared=st.booleans(),
+)
+def test_acquisitions_resume_within_one_window_after_a_backward_step(
+    ops: list[Op], back: float, per_minute: int, shared: bool
+) -> None:
+    burst = [("acquire", float(n % 2)) for n in range(per_minute * 2)]
+    after = [("step", -back), ("acquire", 0.0), ("acquire", 1.0)]
+    with tempfile.TemporaryDirectory() as tmp:
+        grants = play([*ops, *burst, *after], per_minute, Path(tmp) if shared else None, 2)
+    for g in grants[-2:]:
+        assert g.end - g.start <= WINDOW + FUTURE_TOLERANCE + 1e-6

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -20,6 +21,7 @@ import httpx
 from motionflow.errors import CacheError, ProviderError, UsageError
 from motionflow.providers.envelopes import (
     AuthError,
+    ErrorInfo,
     InsufficientCredits,
     JobNotFound,
     JobTimeout,
@@ -30,6 +32,7 @@ from motionflow.providers.envelopes import (
     SubmitRequest,
     Submitted,
     UsageEvent,
+    UsageRead,
     error_for,
     excerpt,
     parse_error,
@@ -38,10 +41,12 @@ from motionflow.providers.envelopes import (
     parse_usage,
 )
 from motionflow.providers.ratelimit import RateLimiter
+from motionflow.providers.redact import Redactor
 from motionflow.providers.status import Job, is_queued, parse_job, poll_interval
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "USAGE_PAGE_BUDGET",
     "AuthError",
     "EmpirioLabsClient",
     "InsufficientCredits",
@@ -55,9 +60,13 @@ __all__ = [
     "SubmitRequest",
     "Submitted",
     "UsageEvent",
+    "UsageRead",
+    "check_api_key",
 ]
 
 DEFAULT_BASE_URL = "https://api.empiriolabs.ai"
+USAGE_PAGE_BUDGET = 250
+"""Usage pages read at most in one :meth:`EmpirioLabsClient.usage` call (each one request)."""
 _SUBMIT = "/v1/videos/generations"
 _RETRY_AFTER_CEILING = 300.0  # a longer wait is reported, not slept through
 _BACKOFF_BASE = 1.0
@@ -65,6 +74,107 @@ _BACKOFF_CAP = 30.0
 _CHUNK = 1 << 16
 # Raised before a byte of the request left this machine: a retry cannot bill twice.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_KEY_ENV = "EMPIRIOLABS_API_KEY"
+_KEY_MIN = 8
+_KEY_MAX = 512
+_NAMED = {"\n": "a line break", "\r": "a line break", " ": "a space", "\t": "a tab"}
+
+
+def _odd_character(char: str) -> str | None:
+    """What is wrong with ``char`` in a header value, or ``None`` if it is printable ASCII."""
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if char.isspace():
+        return f"a whitespace character (U+{code:04X})"
+    if code < 0x20 or code == 0x7F:
+        return f"a control character (U+{code:04X})"
+    if 0x2010 <= code <= 0x201F:
+        return f"a typographic dash or quote (U+{code:04X}; pasted from a document?)"
+    if code > 0x7E:
+        return f"a non-ASCII character (U+{code:04X})"
+    return None
+
+
+def check_api_key(value: str) -> None:
+    """Check that ``value`` can be an EmpirioLabs API key, without ever showing it.
+
+    A key is 8 to 512 printable ASCII characters without whitespace. Call this on the key as
+    it will be sent (:meth:`EmpirioLabsClient.from_env` strips surrounding whitespace from
+    ``EMPIRIOLABS_API_KEY`` first) before anything is journaled: a key that cannot go into an
+    HTTP header fails inside httpx, after the job was recorded as being submitted.
+
+    Raises:
+        UsageError: the key is empty, too short or long, or holds a character that cannot be
+            in a key; the message names the problem and its position (1 is the first
+            character), never the key.
+    """
+    fix = "copy the key again from the EmpirioLabs dashboard and set it alone"
+    if not value:
+        msg = f"{_KEY_ENV} is empty; set it to your key (sk-empiriolabs-...)"
+        raise UsageError(msg)
+    for position, char in enumerate(value, start=1):
+        problem = _odd_character(char)
+        if problem is not None:
+            msg = (
+                f"{_KEY_ENV} contains {problem} at position {position} of {len(value)}; "
+                f"a key is printable ASCII without spaces: {fix}"
+            )
+            raise UsageError(msg)
+    if not _KEY_MIN <= len(value) <= _KEY_MAX:
+        size = "short" if len(value) < _KEY_MIN else "long"
+        msg = (
+            f"{_KEY_ENV} is too {size} to be an API key ({len(value)} characters, expected "
+            f"{_KEY_MIN}..{_KEY_MAX}); {fix}"
+        )
+        raise UsageError(msg)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _scrubbed(
+    method: Callable[Concatenate[EmpirioLabsClient, _P], Awaitable[_R]],
+) -> Callable[Concatenate[EmpirioLabsClient, _P], Coroutine[Any, Any, _R]]:
+    """The boundary of a public method: no exception leaves it showing the key.
+
+    Messages are built from redacted text already; this also covers the chained causes (an
+    httpx error quoting a header) and anything a future message forgets.
+    """
+
+    @functools.wraps(method)
+    async def guarded(self: EmpirioLabsClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(self, *args, **kwargs)
+        except Exception as exc:
+            self._redact.scrub(exc)
+            raise
+
+    return guarded
+
+
+def _next_page(data: object, page: list[UsageEvent]) -> tuple[str | None, bool]:
+    """The cursor of the page after a usage page, and whether the page says there is one.
+
+    Only a ``has_more`` that clearly says no (``false``, ``0``, ``"false"``) ends the read;
+    without one (absent or null), a ``next_cursor`` means more; any other value means more,
+    since taking a cut list for the whole is the costly mistake. The cursor is
+    ``next_cursor``, else the last event's id.
+    """
+    if not isinstance(data, dict):
+        return None, False
+    raw = data.get("next_cursor")
+    cursor = str(raw) if isinstance(raw, str | int) and not isinstance(raw, bool) else ""
+    flag = data.get("has_more")
+    if flag is None:
+        more = bool(cursor)
+    else:
+        said = flag.strip().lower() if isinstance(flag, str) else flag
+        more = not (said is False or said == 0 or said in ("false", "0", "no", ""))
+    if not cursor and page:
+        cursor = page[-1].event_id or ""
+    return cursor or None, more
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -110,9 +220,7 @@ class EmpirioLabsClient:
         max_attempts: int = 5,
         poll_seconds: float = 5.0,
     ) -> None:
-        if not api_key.strip():
-            msg = "the EmpirioLabs API key is empty; set EMPIRIOLABS_API_KEY"
-            raise UsageError(msg)
+        check_api_key(api_key)
         try:
             base = httpx.URL(base_url.rstrip("/"))
         except (httpx.InvalidURL, TypeError) as exc:
@@ -126,6 +234,7 @@ class EmpirioLabsClient:
             raise UsageError(msg)
         self._http = http
         self.__key = api_key
+        self._redact = Redactor(api_key)
         self.base_url = str(base)
         self._origin = _origin(base)
         self._limiter = limiter
@@ -158,7 +267,8 @@ class EmpirioLabsClient:
             **kwargs: passed on to the constructor (``limiter``, ``sleep``, ...).
 
         Raises:
-            UsageError: ``EMPIRIOLABS_API_KEY`` is not set.
+            UsageError: ``EMPIRIOLABS_API_KEY`` is not set, or is not a possible key (see
+                :func:`check_api_key`; surrounding whitespace is ignored).
         """
         source = os.environ if env is None else env
         key = source.get("EMPIRIOLABS_API_KEY", "").strip()
@@ -176,8 +286,8 @@ class EmpirioLabsClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self.__key, "***")
+    def _warn(self, text: str) -> None:
+        self.warnings.append(self._redact(text))
 
     def _on_api_host(self, url: str | httpx.URL) -> bool:
         try:
@@ -223,6 +333,12 @@ class EmpirioLabsClient:
         if not self._on_api_host(url):  # defensive: every caller builds API-host URLs
             msg = f"refusing to send the API key to {_bare(url)!r}: not the API host"
             raise ProviderError(msg)
+        for name, value in (headers or {}).items():
+            problem = next(filter(None, map(_odd_character, value.replace(" ", ""))), None)
+            if problem is not None:
+                # httpx would refuse it while sending, which looks like a request in flight.
+                msg = f"refusing to send the {name} header: it contains {problem}; nothing was sent"
+                raise ProviderError(msg)
         all_headers = {
             "Authorization": f"Bearer {self.__key}",
             "Accept": "application/json",
@@ -253,10 +369,14 @@ class EmpirioLabsClient:
         msg = f"too many redirects from {_bare(url)!r}"
         raise ProviderError(msg)
 
+    def _error_info(self, response: httpx.Response) -> ErrorInfo:
+        """The error envelope of ``response``, every field of it free of the key."""
+        return parse_error(
+            response.status_code, response.reason_phrase, response.content, redact=self._redact
+        )
+
     def _api_error(self, response: httpx.Response, what: str) -> ProviderError:
-        info = parse_error(response.status_code, response.reason_phrase, response.content)
-        info = replace(info, message=self._redact(info.message))
-        return error_for(response.status_code, what, info)
+        return error_for(response.status_code, what, self._error_info(response))
 
     async def _get_json(
         self,
@@ -294,16 +414,15 @@ class EmpirioLabsClient:
                     problem = "HTTP 429 (rate limited)"
                     delay = await self._wait_rate_limited(response, attempt)
                 elif status >= 500:
-                    info = parse_error(status, response.reason_phrase, response.content)
-                    problem = self._redact(f"HTTP {status}: {info.message}")
+                    problem = f"HTTP {status}: {self._error_info(response).message}"
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     delay = min(retry_after or self._backoff(attempt), _RETRY_AFTER_CEILING)
                 elif response.is_success:
                     try:
                         return response, response.json()
                     except ValueError:
-                        problem = "a malformed JSON body: " + self._redact(
-                            excerpt(response.content)
+                        problem = "a malformed JSON body: " + excerpt(
+                            response.content, redact=self._redact
                         )
                         delay = self._backoff(attempt)
                 else:
@@ -315,6 +434,7 @@ class EmpirioLabsClient:
 
     # -- the API ----------------------------------------------------------------------------
 
+    @_scrubbed
     async def submit(self, body: SubmitRequest, *, idempotency_key: str) -> Submitted:
         """Submit a billable job; never sent twice unless it certainly did not arrive.
 
@@ -375,8 +495,7 @@ class EmpirioLabsClient:
         """The job a submit answer announces, or the exception it means."""
         status = response.status_code
         if status >= 500:
-            info = parse_error(status, response.reason_phrase, response.content)
-            reason = self._redact(f"HTTP {status}: {info.message}")
+            reason = f"HTTP {status}: {self._error_info(response).message}"
             raise SubmitInDoubt.after(reason, idempotency_key, sent_at)
         if response.is_success:
             try:
@@ -385,8 +504,8 @@ class EmpirioLabsClient:
                 data = None
             job_id = (data.get("job_id") or data.get("id")) if isinstance(data, dict) else None
             if not isinstance(job_id, str | int) or isinstance(job_id, bool) or job_id == "":
-                reason = f"HTTP {status} without a job id: " + self._redact(
-                    excerpt(response.content)
+                reason = f"HTTP {status} without a job id: " + excerpt(
+                    response.content, redact=self._redact
                 )
                 raise SubmitInDoubt.after(reason, idempotency_key, sent_at)
             assert isinstance(data, dict)
@@ -397,9 +516,9 @@ class EmpirioLabsClient:
                 poll_url=poll_url if isinstance(poll_url, str) and poll_url else None,
                 created_at=parse_time(data.get("created_at")),
             )
-        info = parse_error(status, response.reason_phrase, response.content)
+        info = self._error_info(response)
         if status == 404:
-            message = self._redact(info.message)
+            message = info.message
             if info.code == "model_not_found" or "model" in message.lower():
                 msg = f"EmpirioLabs has no model {model!r}: {message}"
                 raise ModelNotFound(msg)
@@ -424,6 +543,7 @@ class EmpirioLabsClient:
         # Never the key to another host: poll the documented path instead.
         return f"{self.base_url}/v1/jobs/{quote(job_id, safe='')}"
 
+    @_scrubbed
     async def poll(self, job_id: str, *, poll_url: str | None = None, since: float = 0.0) -> Job:
         """Read a job once.
 
@@ -446,14 +566,17 @@ class EmpirioLabsClient:
                 raise JobNotFound(job_id)
             raise self._api_error(response, what)
         if not isinstance(data, dict):
-            msg = f"cannot {what}: the body is not a JSON object: " + self._redact(
-                excerpt(response.content)
+            msg = f"cannot {what}: the body is not a JSON object: " + excerpt(
+                response.content, redact=self._redact
             )
             raise ProviderError(msg)
         job = parse_job(data, job_id)
+        # What the service says about a job ends up in messages and the journal: no key there.
+        error = self._redact(job.error) if job.error is not None else None
+        job = replace(job, raw_status=self._redact(job.raw_status), error=error)
         if not job.known_status and job.raw_status not in self._unknown:
             self._unknown.add(job.raw_status)
-            self.warnings.append(
+            self._warn(
                 f"job {job_id!r} reports an unknown status {job.raw_status!r}; "
                 "treating it as still running"
             )
@@ -465,6 +588,7 @@ class EmpirioLabsClient:
             raise ProviderError(msg)
         return job
 
+    @_scrubbed
     async def wait(
         self,
         job_id: str,
@@ -506,6 +630,7 @@ class EmpirioLabsClient:
             await self._sleep(poll_interval(attempt, self._rng, first=self._poll_seconds))
             attempt += 1
 
+    @_scrubbed
     async def usage(
         self,
         since: datetime,
@@ -513,16 +638,29 @@ class EmpirioLabsClient:
         model: str | None = None,
         status: str | None = None,
         limit: int = 100,
-        max_pages: int = 20,
-    ) -> list[UsageEvent]:
-        """Usage events since ``since``, newest first, following ``before`` across pages.
+        max_pages: int = USAGE_PAGE_BUDGET,
+    ) -> UsageRead:
+        """Usage events since ``since``, newest first, following the pages to the last one.
+
+        A page that says ``has_more`` is followed by asking for ``before=<next_cursor>``, or,
+        without a cursor, ``before=<the id of its last event>``. The read stops short, and
+        says so with ``complete=False``, when ``max_pages`` pages were read, when a page says
+        ``has_more`` but gives no way to ask for the next (or the same cursor twice), or when
+        a page after the first cannot be read. A partial read is not evidence that a charge
+        does not exist.
 
         Args:
             since: the earliest event time (the submit's ``sent_at``, minus a little slack).
             model: only this model.
-            status: only events with this status.
+            status: only events with this status (as the service spells it).
             limit: events per page.
             max_pages: pages to read at most (each is one rate-limited request).
+
+        Returns:
+            The events and whether they are all there (:class:`UsageRead`).
+
+        Raises:
+            ProviderError: the first page cannot be read (nothing was read).
         """
         when = since if since.tzinfo else since.replace(tzinfo=UTC)
         params = {"from": when.isoformat(), "limit": str(limit)}
@@ -533,19 +671,36 @@ class EmpirioLabsClient:
         what = "read the account usage"
         url = self.base_url + "/v1/account/usage"
         events: list[UsageEvent] = []
-        for _ in range(max(max_pages, 1)):
-            response, data = await self._get_json(url, what=what, params=params)
-            if data is None:
-                raise self._api_error(response, what)
+        budget = max(max_pages, 1)
+        cursors: set[str] = set()
+        pages = 0
+        while pages < budget:
+            try:
+                response, data = await self._get_json(url, what=what, params=params)
+                if data is None:
+                    raise self._api_error(response, what)
+            except ProviderError as exc:
+                if not pages:
+                    raise
+                problem = f"page {pages + 1} could not be read: {self._redact(str(exc))}"
+                return UsageRead(events, complete=False, pages=pages, problem=problem)
+            pages += 1
             page = parse_usage(data)
             events += page
-            more = isinstance(data, dict) and data.get("has_more") is True
-            cursor = page[-1].event_id if page else None
-            if not more or not cursor:
-                break
+            cursor, more = _next_page(data, page)
+            if not more:
+                return UsageRead(events, complete=True, pages=pages)
+            if cursor is None or cursor in cursors:
+                problem = f"page {pages} says there is more but " + (
+                    "names no next_cursor and no event id" if cursor is None else "repeats a cursor"
+                )
+                return UsageRead(events, complete=False, pages=pages, problem=problem)
+            cursors.add(cursor)
             params = {**params, "before": cursor}
-        return events
+        problem = f"stopped after {pages} pages (the page budget); older events were not read"
+        return UsageRead(events, complete=False, pages=pages, problem=problem)
 
+    @_scrubbed
     async def upload(self, path: Path, *, content_type: str) -> str:
         """Upload a local file with ``POST /v1/files/upload``; nothing is billed.
 
@@ -566,11 +721,12 @@ class EmpirioLabsClient:
         found = body.get("url") or body.get("path") if isinstance(body, dict) else None
         if isinstance(found, str) and found:
             return found
-        msg = f"cannot {what}: the answer names no url or path: " + self._redact(
-            excerpt(response.content)
+        msg = f"cannot {what}: the answer names no url or path: " + excerpt(
+            response.content, redact=self._redact
         )
         raise ProviderError(msg)
 
+    @_scrubbed
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> int:
         """Stream an output video to ``dest`` (temp file, fsync, rename), without the key.
 

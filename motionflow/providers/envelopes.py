@@ -5,11 +5,13 @@ from __future__ import annotations
 import email.utils
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from motionflow.errors import ProviderError, UsageError
+from motionflow.providers.redact import SECRET_PATTERN
 
 __all__ = [
     "LOST_HINT",
@@ -26,6 +28,7 @@ __all__ = [
     "SubmitRequest",
     "Submitted",
     "UsageEvent",
+    "UsageRead",
     "error_for",
     "excerpt",
     "output_urls",
@@ -40,15 +43,25 @@ LOST_HINT = "to pay for it again, run with --resubmit-lost"
 _EXCERPT = 160
 _MAX_PROMPT = 2500
 _CAPS = {"image": 10.0, "video": 30.0}
-# Anything shaped like a secret is blanked before it can reach a message.
-_SECRETS = re.compile(r"(sk-[A-Za-z0-9_\-]{4,}|Bearer\s+\S+)", re.IGNORECASE)
+_FIELD = 80  # code, type and param are short words; anything longer is cut
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-def excerpt(body: bytes | str, *, limit: int = _EXCERPT) -> str:
-    """A short, single-line, secret-free excerpt of a response body for an error message."""
+def excerpt(
+    body: bytes | str, *, limit: int = _EXCERPT, redact: Callable[[str], str] | None = None
+) -> str:
+    """A short, single-line, secret-free excerpt of a response body for an error message.
+
+    Args:
+        body: the text or raw bytes.
+        limit: the most characters returned.
+        redact: blanks the API key; applied before anything is cut or folded, so a key is
+            never shown in part. Secret-shaped words are blanked in any case.
+    """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = _SECRETS.sub("[redacted]", _CONTROL.sub(" ", text))
+    if redact is not None:
+        text = redact(text)
+    text = SECRET_PATTERN.sub("[redacted]", _CONTROL.sub(" ", text))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -74,13 +87,20 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
 
-def parse_error(status: int, reason: str, body: bytes) -> ErrorInfo:
+def parse_error(
+    status: int, reason: str, body: bytes, *, redact: Callable[[str], str] | None = None
+) -> ErrorInfo:
     """Read an error body: OpenAI-style, Anthropic-style, flat, or not JSON at all.
+
+    Every field is passed through ``redact`` (then folded to one line and cut short), so an
+    envelope that echoes the API key in its ``message``, ``code``, ``type`` or ``param`` shows
+    none of it.
 
     Args:
         status: the HTTP status code.
         reason: the reason phrase of the status line.
         body: the raw response body.
+        redact: blanks the API key (the client passes its redactor).
 
     Returns:
         The parsed error; never raises, whatever the body holds.
@@ -91,27 +111,29 @@ def parse_error(status: int, reason: str, body: bytes) -> ErrorInfo:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        snippet = excerpt(body)
+        snippet = excerpt(body, redact=redact)
         return ErrorInfo(f"{fallback}: {snippet}" if snippet else fallback)
+
+    def clean(value: object, limit: int = _FIELD) -> str:
+        return excerpt(_text(value), limit=limit, redact=redact)
+
     inner = data.get("error")
     if isinstance(inner, dict):  # OpenAI {"error": {...}} and Anthropic {"type": "error", ...}
         message = _text(inner.get("message")) or _text(data.get("message"))
         code = _text(inner.get("code")) or _text(inner.get("type"))
-        param = inner.get("param")
         return ErrorInfo(
-            message=excerpt(message, limit=400) or fallback,
-            code=code,
-            type=_text(inner.get("type")),
-            param=_text(param) or None,
+            message=clean(message, 400) or fallback,
+            code=clean(code),
+            type=clean(inner.get("type")),
+            param=clean(inner.get("param")) or None,
         )
     # Flat {"error": "code", "message": "..."} from some proxies, or {"message": ...} alone.
     message = _text(data.get("message")) or _text(data.get("detail"))
-    param = data.get("param")
     return ErrorInfo(
-        message=excerpt(message, limit=400) or _text(inner) or fallback,
-        code=_text(inner) or _text(data.get("code")),
-        type=_text(data.get("type")),
-        param=_text(param) or None,
+        message=clean(message, 400) or clean(inner, 400) or fallback,
+        code=clean(inner) or clean(data.get("code")),
+        type=clean(data.get("type")),
+        param=clean(data.get("param")) or None,
     )
 
 
@@ -203,7 +225,8 @@ class UsageEvent:
         created_at: when the call was made, or ``None``.
         job_id: the job id, when the event names it.
         event_id: the event's own id (the ``before`` cursor of the next page), if any.
-        mode: ``std`` or ``pro``, when the event says.
+        mode: the mode as the event spells it (``std``/``pro``/``720p``/...), if it says.
+            Undocumented: shown to the user, never filtered or matched on.
     """
 
     cost_usd: float | None
@@ -251,10 +274,39 @@ def parse_usage(data: object) -> list[UsageEvent]:
                 created_at=parse_time(item.get("created_at") or item.get("timestamp")),
                 job_id=_text(item.get("job_id")) or None,
                 event_id=_text(item.get("id")) or None,
-                mode=_text(item.get("mode")) or None,
+                mode=_word(item.get("mode")),
             )
         )
     return events
+
+
+def _word(value: object) -> str | None:
+    """A short text field read tolerantly: a non-empty string or number, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return excerpt(str(value), limit=_FIELD) or None
+
+
+@dataclass(frozen=True)
+class UsageRead:
+    """The result of reading the account usage across pages, and whether it is the whole.
+
+    A partial read is never conclusive: a charge missing from it may be on a page not read.
+
+    Attributes:
+        events: the events read, newest first, in the order the pages came.
+        complete: ``True`` only when the last page read said there was no more
+            (``has_more`` false, or absent without a ``next_cursor``); ``False`` when the
+            page budget ran out, a page said ``has_more`` without a way to ask for the next
+            one, or a later page failed.
+        pages: how many pages were read.
+        problem: why the read is incomplete (empty when complete).
+    """
+
+    events: list[UsageEvent]
+    complete: bool
+    pages: int
+    problem: str = ""
 
 
 class AuthError(ProviderError):
@@ -409,7 +461,8 @@ def error_for(status: int, what: str, info: ErrorInfo) -> ProviderError:
     Args:
         status: the HTTP status.
         what: what the client was doing, completing "while trying to" ("poll job 'x'").
-        info: the parsed body, already free of secrets.
+        info: the parsed body, already free of secrets: the client parses it with
+            ``parse_error(..., redact=...)``, which blanks the key from every field.
     """
     message = info.message
     code = f" [{info.code}]" if info.code else ""
