@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
 from motionflow.errors import PublishError
+from motionflow.keys import digest_file
 from motionflow.manifest import atomic_copy
 from motionflow.publish.base import Published
 from motionflow.publish.fileserver import FileServer
@@ -28,6 +30,10 @@ class UrlPublisher:
 
     kind = "url"
     identity = ""  # nothing to remember: the origin is already known
+    serve_hint = (
+        "the input's URL no longer serves the file it was fetched as; point the input at a "
+        "URL that does, or use publish: {kind: static} or {kind: s3}"
+    )
 
     def __init__(self, origin_of: Callable[[str], str | None]) -> None:
         self._origin_of = origin_of
@@ -69,31 +75,57 @@ class StaticPublisher:
         self.folder = folder
         self.base_url = base_url.rstrip("/")
         self.identity = f"static:{self.base_url}"
+        self.serve_hint = (
+            f"make the web server serve the folder {str(folder)!r} at {self.base_url!r} "
+            "(publish.dir and publish.base_url must name the same place)"
+        )
 
     async def publish(self, artifact: FileArtifact) -> Published:
-        """Copy ``artifact`` into the folder (unless it is there) and return its URL.
+        """Copy ``artifact`` into the folder (unless it is there, intact) and return its URL.
 
         Raises:
             PublishError: the folder cannot be written.
         """
-        name = published_name(artifact)
-        dest = self.folder / name
-        if not dest.is_file() or dest.stat().st_size != artifact.path.stat().st_size:
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                # readable by the web server, typically another user
-                atomic_copy(artifact.path, dest, mode=0o644)
-            except OSError as exc:
-                msg = (
-                    f"cannot publish {str(artifact.path)!r} into {str(self.folder)!r}: "
-                    f"{exc.strerror or exc}; fix publish.dir or its permissions. "
-                    "Nothing was submitted"
-                )
-                raise PublishError(msg) from exc
-        return Published(f"{self.base_url}/{name}")
+        await self.restore(artifact)
+        return Published(f"{self.base_url}/{published_name(artifact)}")
+
+    async def restore(self, artifact: FileArtifact) -> bool:
+        """Copy ``artifact`` into the folder unless an intact copy (same size and digest) is there.
+
+        Returns:
+            True when it had to be copied.
+
+        Raises:
+            PublishError: the folder cannot be written.
+        """
+        dest = self.folder / published_name(artifact)
+        if await asyncio.to_thread(_intact, dest, artifact):
+            return False
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # readable by the web server, typically another user
+            await asyncio.to_thread(atomic_copy, artifact.path, dest, mode=0o644)
+        except OSError as exc:
+            msg = (
+                f"cannot publish {str(artifact.path)!r} into {str(self.folder)!r}: "
+                f"{exc.strerror or exc}; fix publish.dir or its permissions. "
+                "Nothing was submitted"
+            )
+            raise PublishError(msg) from exc
+        return True
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+def _intact(dest: Path, artifact: FileArtifact) -> bool:
+    """Whether ``dest`` holds exactly ``artifact``'s bytes (size first: no read when it differs)."""
+    try:
+        if not dest.is_file() or dest.stat().st_size != artifact.path.stat().st_size:
+            return False
+        return digest_file(dest) == artifact.digest
+    except OSError:
+        return False
 
 
 class LoopbackPublisher:

@@ -94,6 +94,10 @@ class S3Publisher:
         self.region = region
         self.expires_seconds = max(1, math.floor(expires_hours * 3600))
         self.identity = f"s3:{endpoint_url or 'aws'}/{bucket}/{prefix}"
+        self.serve_hint = (
+            f"check that {self._where()} is reachable at that address and serves presigned GET "
+            "URLs (publish.endpoint_url, publish.region, the bucket's policy)"
+        )
         self._factory = client_factory
         self._client: Any = None
         self._errors: Any = None  # the botocore.exceptions module, once imported

@@ -30,6 +30,11 @@ class UploadPublisher:
     """
 
     kind = "empiriolabs-upload"
+    serve_hint = (
+        "the service does not serve the copy it just accepted at the URL it returned, so this "
+        "model may not be able to fetch uploads either; use publish: {kind: static} or "
+        "{kind: s3}"
+    )
 
     def __init__(self, client: Callable[[], Awaitable[EmpirioLabsClient]], base_url: str) -> None:
         self._client = client

@@ -147,8 +147,16 @@ class MotionControlStage(BaseStage):
         seconds = billable_seconds(reference, float(duration), orientation_cap(orientation))
         return Estimate(usd=price_table().usd(mode, seconds), seconds=seconds, exact=exact)
 
-    def preflight(self, params: BaseModel) -> list[tuple[str, str]]:
+    def preflight(self, params: BaseModel, memo: Any = None) -> list[tuple[str, str]]:
         """The model's media rules, checked locally before anything is uploaded or paid for.
+
+        Then both references are decoded whole (once per content digest): a truncated or
+        corrupt file passes the rules, which read only its header, and would still be paid for.
+
+        Args:
+            params: the instance's parameters.
+            memo: the cache's key-value table (``get``/``set``), to remember across runs that
+                a file decodes whole; without it, only this process remembers.
 
         Returns:
             ``(parameter, message)`` for every violation (all of them, not just the first).
@@ -157,13 +165,23 @@ class MotionControlStage(BaseStage):
             MediaError: a file cannot be read as media at all.
         """
         assert isinstance(params, MotionControlParams)
-        return _preflight(
-            params.image.digest,
-            str(params.image.path),
-            params.video.digest,
-            str(params.video.path),
-            params.character_orientation,
+        from motionflow.media.integrity import check_decodes
+
+        found = list(
+            _preflight(
+                params.image.digest,
+                str(params.image.path),
+                params.video.digest,
+                str(params.video.path),
+                params.character_orientation,
+            )
         )
+        image = check_decodes(params.image.path, params.image.digest, kind="image", memo=memo)
+        video = check_decodes(params.video.path, params.video.digest, kind="video", memo=memo)
+        found += [
+            (name, problem) for name, problem in (("image", image), ("video", video)) if problem
+        ]
+        return found
 
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Publish the references, submit (or resume) the job, wait, and download the video.
