@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from motionflow.events import Event
     from motionflow.executor import RunResult
-    from motionflow.plan import Plan
+    from motionflow.plan import Plan, PlannedInstance
     from motionflow.recipe.loader import Recipe
 
 
@@ -57,6 +57,7 @@ async def run(
     jobs: int | None = None,
     max_usd: float | None = None,
     reporter: Callable[[Event], None] | None = None,
+    approve: Callable[[PlannedInstance, Any], str | None] | None = None,
 ) -> RunResult:
     """Plan and execute a recipe; reuses every cached result and pays for misses only.
 
@@ -64,21 +65,29 @@ async def run(
         recipe: a loaded recipe.
         cache_dir: the cache directory (default: ``MOTIONFLOW_CACHE`` or the user cache).
         jobs: how many instances may run at once (default: the number of CPUs).
-        max_usd: budget; defaults to the recipe's ``budget.max_usd``.
+        max_usd: budget (a finite number >= 0); defaults to the recipe's ``budget.max_usd``.
         reporter: receives every event.
+        approve: called with each paid instance and its final parameters before it is
+            submitted; a returned reason fails it unpaid (see ``motionflow.review.Approval``).
 
     Raises:
         RecipeError: the recipe is invalid (nothing runs).
+        UsageError: ``max_usd`` is NaN, infinite or negative (nothing runs).
         BudgetError: the plan costs more than the budget (nothing runs).
     """
     from motionflow.cache.store import Cache, default_cache_dir
     from motionflow.executor import execute
+    from motionflow.money import finite_usd
     from motionflow.plan import make_plan
 
+    if max_usd is not None:
+        max_usd = finite_usd(max_usd, "max_usd", "pass a number of dollars, e.g. 12.5, or None")
     cache = Cache(cache_dir or default_cache_dir())
     try:
         planned = make_plan(recipe, cache)
         limit = max_usd if max_usd is not None else recipe.model.budget.max_usd
-        return await execute(planned, cache, reporter=reporter, jobs=jobs, max_usd=limit)
+        return await execute(
+            planned, cache, reporter=reporter, jobs=jobs, max_usd=limit, approve=approve
+        )
     finally:
         cache.close()

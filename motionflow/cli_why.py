@@ -7,11 +7,22 @@ from typing import TYPE_CHECKING
 
 import click
 
-from motionflow.cli import _cache_option, _console, _errors, _load, _money, _recipe_options
+from motionflow.cli import (
+    _cache_option,
+    _console,
+    _die,
+    _errors,
+    _load,
+    _max_usd_option,
+    _money,
+    _print_budget,
+    _recipe_options,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from motionflow.budget import BudgetCheck
     from motionflow.plan import Plan
     from motionflow.why import Explanation
 
@@ -126,26 +137,39 @@ def why(
 @_recipe_options
 @_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the impact as JSON.")
+@_max_usd_option("Judge the cost against this budget (exit 3 over it) instead of budget.max_usd.")
 def impact(
     recipe: str,
     var: tuple[str, ...],
     allow_outside_project: bool,
     cache_dir: str | None,
     as_json: bool,
+    max_usd: float | None,
 ) -> None:
-    """What an edit would re-run and cost, before anything runs."""
+    """What an edit would re-run and cost against the budget, before anything runs."""
+    from motionflow.budget import check_budget
+    from motionflow.errors import BudgetError
+
+    planned = _preview_plan(recipe, var, allow_outside_project, cache_dir)
+    budget = check_budget(planned, max_usd)
+    _print_impact(planned, budget, as_json)
+    if budget.over:  # as `run` would
+        _die(BudgetError(f"{budget.refusal()}. Nothing was run"))
+
+
+def _print_impact(planned: Plan, budget: BudgetCheck, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from motionflow.providers.pricing import price_table
     from motionflow.why import impact as compute_impact
 
-    planned = _preview_plan(recipe, var, allow_outside_project, cache_dir)
     with _errors():
         result = compute_impact(planned)
         as_of = price_table().as_of
     if as_json:
-        click.echo(json.dumps({**result.to_json(), "prices_as_of": as_of}))
+        body = {**result.to_json(), "prices_as_of": as_of, "budget": budget.to_json()}
+        click.echo(json.dumps(body))
         return
     console = _console()
     if not result.groups:
@@ -153,6 +177,7 @@ def impact(
             f"No impact: all {result.cached} stage instances of {escape(result.recipe)} are "
             "cached; a run would submit nothing and spend $0.00."
         )
+        _print_budget(budget, result.provider, console)
         return
     table = Table(title=f"impact: {result.recipe} ({result.provider})")
     for col in ("cause", "re-runs", "generations", "cost"):
@@ -179,3 +204,4 @@ def impact(
         f"[bold]{_money(result.usd, result.exact)}[/] at prices as of {as_of}{note}; "
         f"{result.cached} cached. Nothing was run or written."
     )
+    _print_budget(budget, result.provider, console)

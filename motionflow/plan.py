@@ -44,6 +44,8 @@ class PlannedInstance:
         saved_usd: what reusing it saves, when cached.
         outputs: the outputs, when known (cached, or static stages).
         record: the cache record of a hit.
+        params: while it waits for an earlier stage (no key yet), its partial parameters
+            (waiting ones hold ``UNRESOLVED``): a plan file records what is known of them.
     """
 
     instance: Instance
@@ -55,6 +57,7 @@ class PlannedInstance:
     saved_usd: float = 0.0
     outputs: dict[str, Any] | None = None
     record: dict[str, Any] | None = None
+    params: BaseModel | None = None
 
 
 @dataclass
@@ -214,7 +217,9 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
                 waits = sorted({u.label for u in instance.upstream if u.id in running})
                 reason = f"waits for {', '.join(waits)}" if waits else "waits for an input download"
                 estimate = _estimate(instance, bound.params, provider)
-                planned[instance.id] = PlannedInstance(instance, "run", reason, estimate=estimate)
+                planned[instance.id] = PlannedInstance(
+                    instance, "run", reason, estimate=estimate, params=bound.params
+                )
                 running.add(instance.id)
                 continue
             try:
@@ -231,7 +236,7 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
             preflight = getattr(instance.impl, "preflight", None)
             if key not in records and instance.impl.paid and preflight is not None:
                 try:
-                    for field_name, message in preflight(params):
+                    for field_name, message in preflight(params, memo=cache):
                         problem(instance, (field_name,), message)
                 except MediaError as exc:
                     problem(instance, (), str(exc))

@@ -1,59 +1,95 @@
-"""Plan files: a reviewed plan, stamped with the digests it relies on, that ``run`` holds to.
+"""Plan files: a plan written for review, stamped with everything it relies on.
 
 ``motionflow plan RECIPE -o plan.json`` writes one; ``motionflow run RECIPE --plan plan.json``
-plans again, compares, and refuses (exit 2, before anything runs) when an input, a parameter,
-the provider or a price differs from what was reviewed. See docs/sweeps.md.
+reads it back (:func:`load_plan`) and holds the run to it (:mod:`motionflow.review`). See
+docs/sweeps.md.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
 from motionflow.errors import UsageError
-from motionflow.keys import canonical_json
+from motionflow.keys import canonical_json, digest_file
 from motionflow.manifest import atomic_write_text
-from motionflow.plan import Plan, describe_changes
+from motionflow.money import finite_usd
+from motionflow.plan import Plan, PlannedInstance
 from motionflow.providers.pricing import price_table
+from motionflow.resolve import known_components
+
+if TYPE_CHECKING:
+    from motionflow.budget import BudgetCheck
 
 __all__ = [
     "PLAN_FORMAT",
     "PLAN_VERSION",
-    "check_plan",
-    "drift",
     "load_plan",
     "plan_document",
+    "var_flags",
     "write_plan",
 ]
 
 PLAN_FORMAT = "motionflow-plan"
-PLAN_VERSION = 1
-#: Estimates are rounded to cents; a smaller difference is not a price change.
-_CENT = 0.005
+#: 2: ``--var`` flags as a mapping, the budget, and every instance's known components
+#: (rendered prompt and parameters even while its key is unknown). Version 1 files are refused.
+PLAN_VERSION = 2
 
 
 def _digest(body: dict[str, Any]) -> str:
     return "blake3:" + blake3.blake3(canonical_json(body).encode("utf-8")).hexdigest()
 
 
-def _short(digest: str | None) -> str:
-    return "(not downloaded)" if digest is None else digest[:15] + "…"
+def var_flags(raw_vars: Sequence[str]) -> dict[str, str]:
+    """``--var NAME=VALUE`` flags as ``{NAME: VALUE}`` (text as typed; a repeated name: last)."""
+    flags: dict[str, str] = {}
+    for text in raw_vars:
+        name, _, value = text.partition("=")
+        flags[name.strip()] = value
+    return flags
 
 
-def plan_document(plan: Plan, raw_vars: list[str] | None = None) -> dict[str, Any]:
+def _entry(item: PlannedInstance, provider: str) -> dict[str, Any]:
+    inst = item.instance
+    components, pending = item.components, list[str]()
+    if components is None and item.params is not None:  # waits for an earlier stage
+        components, pending = known_components(inst, item.params, provider)
+    return {
+        "instance": inst.label,
+        "stage": inst.stage,
+        "variants": [v.id for v in inst.variants],
+        "take": inst.take,
+        "paid": inst.impl.paid,
+        "reason": item.reason,
+        "key": item.key,
+        "estimated_usd": item.estimate.usd,
+        "estimate_exact": item.estimate.exact,
+        "components": components,
+        "pending": pending,
+    }
+
+
+def plan_document(
+    plan: Plan, raw_vars: Sequence[str] = (), budget: BudgetCheck | None = None
+) -> dict[str, Any]:
     """The plan file's content: what would run, at which price, from which inputs.
 
-    Instances whose key is not known yet (they wait for an earlier stage) are listed with
-    ``key: null`` and identified by their label.
+    Every instance to run is listed with its key components: for a paid generation, the
+    rendered prompt, mode, duration, orientation, sound and the digests of its references.
+    Instances whose key is not known yet (they wait for an earlier stage) have ``key: null``
+    and list the parameters they wait for in ``pending``; the rest of their components is
+    recorded all the same.
     """
     from motionflow import __version__
 
     table = price_table()
     recipe = plan.recipe
+    provider = recipe.model.provider
     body: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
@@ -62,14 +98,18 @@ def plan_document(plan: Plan, raw_vars: list[str] | None = None) -> dict[str, An
         "recipe": {
             "name": recipe.name,
             "path": recipe.display,
-            "digest": "blake3:" + blake3.blake3(recipe.path.read_bytes()).hexdigest(),
-            "vars": list(raw_vars or []),
+            "digest": digest_file(recipe.path),
+            "vars": var_flags(raw_vars),
         },
-        "provider": recipe.model.provider,
+        "provider": provider,
         "prices": {
             "model": table.model,
             "as_of": table.as_of,
             "per_second": dict(sorted(table.per_second.items())),
+        },
+        "budget": {
+            "max_usd": budget.max_usd if budget is not None else None,
+            "source": budget.source if budget is not None else None,
         },
         "inputs": {
             name: (artifact.digest if artifact is not None else None)
@@ -77,18 +117,7 @@ def plan_document(plan: Plan, raw_vars: list[str] | None = None) -> dict[str, An
         },
         "estimated_usd": plan.estimated_usd,
         "estimate_exact": plan.exact,
-        "to_run": [
-            {
-                "instance": p.instance.label,
-                "stage": p.instance.stage,
-                "reason": p.reason,
-                "key": p.key,
-                "estimated_usd": p.estimate.usd,
-                "estimate_exact": p.estimate.exact,
-                "components": p.components,
-            }
-            for p in plan.to_run
-        ],
+        "to_run": [_entry(p, provider) for p in plan.to_run],
         "cached": sorted({p.key for p in plan.cached if p.key is not None}),
     }
     return {**body, "digest": _digest(body)}
@@ -107,20 +136,40 @@ def write_plan(path: Path, document: dict[str, Any]) -> None:
         raise UsageError(msg) from exc
 
 
+_REWRITE = (
+    "Write it again with `motionflow plan RECIPE -o FILE`, review it, then run with --plan FILE"
+)
+
+
 def _malformed(path: Path, why: str) -> UsageError:
-    msg = (
-        f"the plan file {str(path)!r} is not usable: {why}. Nothing was run or spent. "
-        "Write it again with "
-        "`motionflow plan RECIPE -o FILE`, review it, then run with --plan FILE"
-    )
+    msg = f"the plan file {str(path)!r} is not usable: {why}. Nothing was run or spent. {_REWRITE}"
     return UsageError(msg)
 
 
+def _check_money(path: Path, document: dict[str, Any]) -> None:
+    """Every amount of dollars the plan holds is finite and >= 0 (a NaN passes any budget)."""
+    where = f"the plan file {str(path)!r}"
+    fix = f"Nothing was run or spent. {_REWRITE}"
+    finite_usd(document.get("estimated_usd"), f"{where}: 'estimated_usd'", fix)
+    for entry in document["to_run"]:
+        name = f"{where}: 'estimated_usd' of {entry['instance']}"
+        finite_usd(entry.get("estimated_usd"), name, fix)
+    prices = document["prices"].get("per_second")
+    if not isinstance(prices, dict):
+        raise _malformed(path, "its 'prices' have no 'per_second' table")
+    for mode, price in prices.items():
+        finite_usd(price, f"{where}: the price of {mode!r}", fix)
+    limit = document["budget"].get("max_usd")
+    if limit is not None:
+        finite_usd(limit, f"{where}: 'budget.max_usd'", fix)
+
+
 def load_plan(path: Path) -> dict[str, Any]:
-    """Read and verify a plan file (its format, its fields, and its own digest).
+    """Read and verify a plan file (its format, its fields, its amounts and its own digest).
 
     Raises:
-        UsageError: the file is missing, unreadable, not a plan file, or edited by hand.
+        UsageError: the file is missing, unreadable, not a plan file, holds an amount that is
+            not a finite number >= 0, or was edited by hand.
     """
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -132,12 +181,14 @@ def load_plan(path: Path) -> dict[str, Any]:
         raise _malformed(path, f'it is not a motionflow plan (no "format": {PLAN_FORMAT!r})')
     if document.get("version") != PLAN_VERSION:
         raise _malformed(
-            path, f"plan file version {document.get('version')!r}; this motionflow reads 1"
+            path,
+            f"plan file version {document.get('version')!r}; this motionflow reads {PLAN_VERSION}",
         )
     expected = {
         "recipe": dict,
         "provider": str,
         "prices": dict,
+        "budget": dict,
         "inputs": dict,
         "to_run": list,
         "cached": list,
@@ -146,6 +197,12 @@ def load_plan(path: Path) -> dict[str, Any]:
     for name, kind in expected.items():
         if not isinstance(document.get(name), kind):
             raise _malformed(path, f"the field {name!r} is missing or not a {kind.__name__}")
+    if not isinstance(document["recipe"].get("vars"), dict):
+        raise _malformed(path, "its 'recipe' has no 'vars' mapping")
+    for entry in document["to_run"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("instance"), str):
+            raise _malformed(path, "an entry of 'to_run' has no 'instance'")
+    _check_money(path, document)  # before the digest: a NaN would fail it less clearly
     body = {k: v for k, v in document.items() if k != "digest"}
     try:
         digest = _digest(body)
@@ -153,101 +210,4 @@ def load_plan(path: Path) -> dict[str, Any]:
         raise _malformed(path, f"it holds values a plan cannot ({exc})") from exc
     if digest != document["digest"]:
         raise _malformed(path, "its digest does not match its content (it was edited)")
-    for entry in document["to_run"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("instance"), str):
-            raise _malformed(path, "an entry of 'to_run' has no 'instance'")
     return document
-
-
-def _price_drift(recorded: dict[str, Any]) -> list[str]:
-    table = price_table()
-    changes: list[str] = []
-    if recorded.get("model") != table.model:
-        changes.append(f"model {recorded.get('model')} -> {table.model}")
-    if recorded.get("as_of") != table.as_of:
-        changes.append(f"as of {recorded.get('as_of')} -> {table.as_of}")
-    old = recorded.get("per_second") or {}
-    for mode in sorted(set(old) | set(table.per_second)):
-        before, after = old.get(mode), table.per_second.get(mode)
-        if before != after:
-            changes.append(f"{mode} ${before}/s -> ${after}/s")
-    return [f"the price table changed: {'; '.join(changes)}"] if changes else []
-
-
-def drift(document: dict[str, Any], plan: Plan) -> list[str]:
-    """Everything in ``plan`` (made now) that differs from the reviewed ``document``.
-
-    An instance the reviewed plan runs may now be cached, or gone: running less than was
-    reviewed is fine. Anything that would run but was not reviewed, or would cost more, is
-    drift; so is any change of input digest, provider or price.
-    """
-    found: list[str] = []
-    recipe = document["recipe"]
-    if recipe.get("name") != plan.recipe.name:
-        found.append(f"the plan is for recipe {recipe.get('name')!r}, not {plan.recipe.name!r}")
-    if document["provider"] != plan.recipe.model.provider:
-        found.append(f"provider {document['provider']} -> {plan.recipe.model.provider}")
-    found.extend(_price_drift(document["prices"]))
-    recorded = document["inputs"]
-    for name in sorted(set(recorded) | set(plan.inputs)):
-        now = plan.inputs.get(name)
-        if name not in plan.inputs:
-            found.append(f"input {name!r} was removed from the recipe")
-        elif name not in recorded:
-            found.append(f"input {name!r} is new (not in the plan)")
-        elif now is not None and now.digest != recorded[name]:
-            found.append(
-                f"input {name!r} changed: {_short(recorded[name])} -> {_short(now.digest)}"
-            )
-    by_key = {e["key"]: e for e in document["to_run"] if e.get("key")}
-    by_label = {e["instance"]: e for e in document["to_run"]}
-    cached = set(document["cached"])
-    for item in plan.to_run:
-        label = item.instance.label
-        entry = by_key.get(item.key) if item.key else None
-        if entry is None:
-            entry = by_label.get(label)
-            if entry is None:
-                why = (
-                    "was cached when the plan was made, but its result is no longer in this cache"
-                    if item.key in cached
-                    else f"would run ({item.reason}) but is not in the plan"
-                )
-                found.append(f"{label} {why}")
-                continue
-            if entry.get("key") and entry["key"] != item.key:
-                old = entry.get("components")
-                changes = (
-                    describe_changes(old, item.components)
-                    if isinstance(old, dict) and item.components is not None
-                    else []
-                )
-                detail = ", ".join(changes) or f"key {entry['key'][:12]}… -> {item.key}"
-                found.append(f"{label} changed since the plan: {detail}")
-                continue
-        planned_usd = float(entry.get("estimated_usd") or 0.0)
-        if item.estimate.usd > planned_usd + _CENT:
-            found.append(
-                f"{label} now costs ${item.estimate.usd:.2f}, the plan says ${planned_usd:.2f}"
-            )
-    return found
-
-
-def check_plan(document: dict[str, Any], plan: Plan, path: Path | None = None) -> None:
-    """Refuse to run when ``plan`` drifted from the reviewed ``document``.
-
-    Raises:
-        UsageError: naming every drift; nothing was run or spent.
-    """
-    found = drift(document, plan)
-    if not found:
-        return
-    where = f" {str(path)!r}" if path is not None else ""
-    shown = found[:20] + ([f"... and {len(found) - 20} more"] if len(found) > 20 else [])
-    msg = (
-        f"the recipe drifted from the reviewed plan{where}:\n  - "
-        + "\n  - ".join(shown)
-        + "\nNothing was run or spent. Review the changes with `motionflow why RECIPE`, write "
-        "a new plan with `motionflow plan RECIPE -o FILE`, or run without --plan"
-    )
-    raise UsageError(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -11,9 +12,17 @@ from typing import Any, get_origin
 from pydantic import BaseModel, ValidationError
 
 from motionflow.graph import GatherSlot, Instance, Interp, Slot
+from motionflow.keys import canonical_json
 from motionflow.stages.base import FileArtifact
 
-__all__ = ["UNRESOLVED", "Bound", "bind", "key_components", "record_outputs"]
+__all__ = [
+    "UNRESOLVED",
+    "Bound",
+    "bind",
+    "key_components",
+    "known_components",
+    "record_outputs",
+]
 
 
 class _Unresolved:
@@ -223,6 +232,50 @@ def key_components(instance: Instance, params: BaseModel, provider: str) -> dict
     if instance.labels:  # a gathering stage draws or orders by them
         components["labels"] = instance.labels
     return components
+
+
+def known_components(
+    instance: Instance, params: BaseModel, provider: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The key components known so far, and the parameters that wait for earlier stages.
+
+    With every input known, this is :func:`key_components` and ``[]``. Otherwise the waiting
+    parameters are left out (and named), and so is the environment when the stage cannot
+    describe it from partial parameters. A reviewed plan records these, so what the reviewer
+    saw (a rendered prompt, a duration) is compared before the instance's key exists.
+
+    Raises:
+        ValueError: as :func:`key_components`, when every input is known.
+    """
+    values = {k: getattr(params, k, UNRESOLVED) for k in type(params).model_fields}
+    values.update(params.model_extra or {})
+    pending = {k for k, v in values.items() if _contains_unresolved(v)}
+    if not pending:
+        return key_components(instance, params, provider), []
+    fields: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in pending:
+            continue
+        try:  # unvalidated values (they wait with their neighbours) may not be plain JSON
+            shown = _key_value(value)
+            canonical_json(shown)
+        except (TypeError, ValueError):
+            pending.add(name)
+            continue
+        fields[name] = shown
+    components: dict[str, Any] = {
+        "kind": instance.impl.kind,
+        "kind_version": instance.impl.version,
+        "params": fields,
+        "take": instance.take,
+    }
+    # a stage kind may need its waiting parameters to describe its environment: then it is
+    # compared once the key is known
+    with contextlib.suppress(Exception):
+        components["env"] = instance.impl.environment(params, provider)
+    if instance.labels:
+        components["labels"] = instance.labels
+    return components, sorted(pending)
 
 
 def record_outputs(record: Mapping[str, Any], blob_path: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from motionflow.errors import UsageError
+from motionflow.money import finite_usd
 
 __all__ = ["PriceTable", "billable_seconds", "price_table"]
 
@@ -37,19 +38,26 @@ def price_table() -> PriceTable:
         UsageError: the file named by ``MOTIONFLOW_PRICES`` is missing or malformed.
     """
     path = Path(os.environ.get("MOTIONFLOW_PRICES") or _DEFAULT)
+    shape = (
+        'It must be JSON like {"model": ..., "as_of": "YYYY-MM-DD", '
+        '"per_second": {"std": 0.14, "pro": 0.18}}; fix the file or unset MOTIONFLOW_PRICES'
+    )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+        prices = raw["per_second"].items()
         table = PriceTable(
             model=str(raw["model"]),
             as_of=str(raw["as_of"]),
-            per_second={str(k): float(v) for k, v in raw["per_second"].items()},
+            # JSON allows NaN and Infinity, and "0.14" is text: each price is checked
+            per_second={
+                str(mode): finite_usd(
+                    price, f"the price table {str(path)!r}: per_second[{str(mode)!r}]", shape
+                )
+                for mode, price in prices
+            },
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        msg = (
-            f"cannot read the price table {str(path)!r}: {exc}. It must be JSON like "
-            '{"model": ..., "as_of": "YYYY-MM-DD", "per_second": {"std": 0.14, "pro": 0.18}}; '
-            "fix the file or unset MOTIONFLOW_PRICES"
-        )
+        msg = f"cannot read the price table {str(path)!r}: {exc}. {shape}"
         raise UsageError(msg) from exc
     missing = {"std", "pro"} - set(table.per_second)
     if missing:

@@ -141,11 +141,13 @@ def _schema_diagnostics(exc: ValidationError, data: Any, smap: SourceMap) -> lis
             problems.append(smap.diagnostic(parent, msg))
         else:
             got = err.get("input")
-            shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            # a validator of ours names the value itself
+            ours = err["type"] == "value_error"
+            shown = f" (got {got!r})" if not isinstance(got, dict | list) and not ours else ""
             if at_key:
                 msg = f"{dotted}: the name {loc[-1]!r} is not allowed: use letters, digits and _"
             else:
-                msg = f"{dotted}: {err['msg']}{shown}"
+                msg = f"{dotted}: {err['msg'].removeprefix('Value error, ')}{shown}"
             problems.append(smap.diagnostic(loc, msg, at_key=at_key))
     return problems
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from motionflow.money import usd_problem
 
 __all__ = [
     "IDENTIFIER",
@@ -35,8 +37,31 @@ class Budget(_Strict):
     """Spending limits; the run refuses to start (exit 3) when its plan costs more."""
 
     max_usd: float | None = Field(
-        default=None, ge=0, description="Most dollars this recipe may spend in one run."
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Most dollars this recipe may spend in one run (a finite number >= 0).",
     )
+
+    @field_validator("max_usd", mode="before")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        # .nan, .inf and -1 get the same message as --max-usd, before pydantic's own
+        # "greater than or equal to 0 (got nan)"; text like "12" is left to pydantic.
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                return value
+        problem = None if value is None else usd_problem(number)
+        if problem is not None:
+            msg = (
+                f"{problem}; an amount of dollars is a finite number >= 0. Write e.g. "
+                "budget: {max_usd: 12.50}, or remove max_usd to set no limit"
+            )
+            raise ValueError(msg)
+        return value
 
 
 class UrlPublish(_Strict):
