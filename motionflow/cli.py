@@ -18,6 +18,7 @@ from motionflow.errors import MotionflowError, RecipeError, UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from motionflow.budget import BudgetCheck
     from motionflow.events import Event
     from motionflow.executor import RunResult
     from motionflow.plan import Plan
@@ -114,6 +115,12 @@ def _plan(
     raise AssertionError  # pragma: no cover - _errors() exits
 
 
+def _cache_root(cache_dir: str | None) -> Path:
+    from motionflow.cache.store import default_cache_dir
+
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
 def _recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--allow-outside-project",
@@ -134,6 +141,58 @@ def _cache_option(func: Callable[..., Any]) -> Callable[..., Any]:
         metavar="DIR",
         help="Cache directory [env MOTIONFLOW_CACHE; default: the user cache dir].",
     )(func)
+
+
+def _dollars(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``--max-usd``: a finite number of dollars >= 0 (a NaN budget would let any plan through)."""
+    del ctx, param
+    if value is None:
+        return None
+    from motionflow.money import usd_problem
+
+    try:
+        number: object = float(value)
+    except ValueError:
+        number = value
+    problem = usd_problem(number)
+    if problem is not None or not isinstance(number, float):
+        msg = (
+            f"{problem}; pass a finite number of dollars >= 0, e.g. --max-usd 12.50, or "
+            "leave it out to use the recipe's budget.max_usd"
+        )
+        raise click.BadParameter(msg)
+    return number
+
+
+def _max_usd_option(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--max-usd USD``, a budget (checked: finite and >= 0) that replaces budget.max_usd."""
+    return click.option("--max-usd", metavar="USD", callback=_dollars, help=text)
+
+
+def _print_budget(check: BudgetCheck, provider: str, console: Console) -> None:
+    """One line: the budget, where it comes from, and how the plan's cost fits in it."""
+    cost = _money(check.estimated_usd, check.exact)
+    if check.max_usd is None:
+        ask = " run asks before spending real money." if provider == "empiriolabs" else ""
+        console.print(
+            f"Budget: none (pass --max-usd or set budget: {{max_usd: ...}} in the recipe).{ask}"
+        )
+    elif check.over:
+        console.print(
+            f"Budget: {_money(check.max_usd)} ({check.source}); the plan costs {cost}: "
+            "[red]over the budget[/]."
+        )
+    elif check.may_exceed:
+        console.print(
+            f"[yellow]Budget[/]: {_money(check.max_usd)} ({check.source}); the plan costs "
+            f"{cost}, which may pass it: run reserves each generation's price before "
+            "submitting it and skips those past the budget (exit 3)."
+        )
+    else:
+        console.print(
+            f"Budget: {_money(check.max_usd)} ({check.source}); the plan costs {cost}, "
+            f"within it ({_money(check.max_usd - check.estimated_usd)} left)."
+        )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -266,6 +325,7 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
     type=click.Path(dir_okay=False),
     help="Write the plan, stamped with its digests, to a file for `run --plan`.",
 )
+@_max_usd_option("Judge the plan against this budget (exit 3 over it) instead of budget.max_usd.")
 def plan(
     recipe: str,
     var: tuple[str, ...],
@@ -274,24 +334,66 @@ def plan(
     as_json: bool,
     show_all: bool,
     output: str | None,
+    max_usd: float | None,
 ) -> None:
-    """Show what a run would do: each instance's status, reason and cost."""
+    """Show what a run would do: each instance's status, reason and cost, and the budget."""
+    from motionflow.budget import check_budget
+    from motionflow.errors import BudgetError
+    from motionflow.ledger import pending_jobs, pending_note
+
     _, planned = _plan(recipe, var, allow_outside_project, cache_dir)
+    budget = check_budget(planned, max_usd)
+    with _errors():
+        pending = pending_jobs(_cache_root(cache_dir))
     if as_json:
-        click.echo(json.dumps(_plan_json(planned)))
+        document = {**_plan_json(planned), "budget": budget.to_json(), "pending_jobs": pending}
+        click.echo(json.dumps(document))
     else:
-        _print_plan(planned, _console(), show_all)
+        console = _console()
+        _print_plan(planned, console, show_all)
+        _print_budget(budget, planned.recipe.model.provider, console)
+        if note := pending_note(pending):
+            console.print(f"[yellow]pending:[/] {note}", highlight=False)
+    if budget.over:  # as `run` would: exit 3, and no plan file to approve
+        unwritten = f"; {output} was not written" if output else ""
+        _die(BudgetError(f"{budget.refusal()}. Nothing was run{unwritten}"))
     if output:
         from motionflow.planfile import plan_document, write_plan
 
         with _errors():
-            write_plan(Path(output), plan_document(planned, list(var)))
+            write_plan(Path(output), plan_document(planned, var, budget))
+        command = _run_command(recipe, var, allow_outside_project, cache_dir, max_usd, output)
         click.echo(
             f"wrote {output}: {len(planned.to_run)} to run, "
-            f"{_money(planned.estimated_usd, planned.exact)}. After review: "
-            f"motionflow run {recipe} --plan {output}",
+            f"{_money(planned.estimated_usd, planned.exact)}. After review: {command}",
             err=as_json,
         )
+
+
+def _run_command(
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside: bool,
+    cache_dir: str | None,
+    max_usd: float | None,
+    plan_file: str,
+) -> str:
+    """The `run --plan` command for a plan made with these flags, quoted for a POSIX shell."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    argv = ["motionflow", "run", recipe]
+    for text in var:
+        argv += ["--var", text]
+    if allow_outside:
+        argv.append("--allow-outside-project")
+    source = click.get_current_context().get_parameter_source("cache_dir")
+    if cache_dir and source is ParameterSource.COMMANDLINE:  # from MOTIONFLOW_CACHE: still set
+        argv += ["--cache", cache_dir]
+    if max_usd is not None:
+        argv += ["--max-usd", repr(max_usd)]
+    return shlex.join([*argv, "--plan", plan_file])
 
 
 class _Progress:
@@ -371,29 +473,60 @@ def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
     simulated = plan.recipe.model.provider == "simulate"
     if result.executed == 0 and result.failed == 0 and result.blocked == 0:
         click.echo(_nothing_to_do(result.cached, result.saved_usd))
-    else:
-        table = Table(title=f"run: {plan.recipe.name}", show_header=False)
-        table.add_column("what")
-        table.add_column("value", justify="right")
-        table.add_row("reused", str(result.cached))
-        table.add_row("ran", str(result.executed))
-        if result.failed:
-            table.add_row("[red]failed[/]", str(result.failed))
-        if result.blocked:
-            table.add_row("[yellow]skipped[/]", str(result.blocked))
-        table.add_row("jobs submitted", str(result.jobs_submitted))
-        if result.jobs_resumed:
-            table.add_row("jobs resumed (already paid)", str(result.jobs_resumed))
-        spend = _money(result.estimated_usd) + (" (simulated, $0.00 charged)" if simulated else "")
-        table.add_row("estimated spend", spend)
-        if not simulated:
-            table.add_row("charged", _money(result.spent_usd))
-        table.add_row("saved by the cache", _money(result.saved_usd))
-        console.print(table)
+        _print_jobs_elsewhere(result, console)
+        return
+    table = Table(title=f"run: {plan.recipe.name}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("reused", str(result.cached))
+    table.add_row("ran", str(result.executed))
+    if result.failed:
+        table.add_row("[red]failed[/]", str(result.failed))
+    if result.blocked:
+        table.add_row("[yellow]skipped[/]", str(result.blocked))
+    table.add_row("jobs submitted", str(result.jobs_submitted))
+    if result.jobs_resumed:
+        table.add_row("jobs resumed (already paid)", str(result.jobs_resumed))
+    if result.jobs_in_doubt:
+        table.add_row("[red]submits in doubt (maybe charged)[/]", str(result.jobs_in_doubt))
+    spend = _money(result.estimated_usd) + (" (simulated, $0.00 charged)" if simulated else "")
+    table.add_row("estimated spend", spend)
+    if not simulated:
+        table.add_row("charged", _money(result.spent_usd))
+    table.add_row("saved by the cache", _money(result.saved_usd))
+    console.print(table)
     for label, message in result.failures:
         console.print(f"[red]failed[/] {escape(label)}: {escape(message)}")
     if result.outputs:
         console.print(f"outputs in {plan.recipe.out_dir}")
+    _print_jobs_elsewhere(result, console)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def _print_jobs_elsewhere(result: RunResult, console: Console) -> None:
+    """Paid jobs of other recipes, vars or interrupted runs: what this run did about them."""
+    from rich.markup import escape
+
+    if result.jobs_collected:
+        console.print(
+            f"Collected {result.jobs_collected} paid job(s) left by earlier runs into the cache."
+        )
+    for message in result.jobs_pending:
+        console.print(f"[yellow]pending[/] {escape(message)}")
+    if result.jobs_pending or result.jobs_in_doubt:
+        console.print(
+            "Paid jobs are waiting: `motionflow jobs` lists them, `motionflow jobs collect` "
+            "fetches those in flight."
+        )
 
 
 def _spending_limit(
@@ -430,7 +563,7 @@ def _spending_limit(
 @_recipe_options
 @_cache_option
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Instances run at once [CPUs].")
-@click.option("--max-usd", type=click.FloatRange(0), help="Refuse to spend more (exit 3).")
+@_max_usd_option("Refuse to spend more (exit 3); replaces budget.max_usd.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary.")
 @click.option(
@@ -516,9 +649,10 @@ def run(
 
     console = _console(stderr=as_json)
     with _errors(detach=True):
-        reviewed = None
+        reviewed = approval = None
         if plan_file is not None:
-            from motionflow.planfile import check_plan, load_plan
+            from motionflow.planfile import load_plan
+            from motionflow.review import Approval, check_plan
 
             reviewed = load_plan(Path(plan_file))
         loaded = _load(recipe, var, allow_outside_project)
@@ -532,7 +666,9 @@ def run(
         try:
             planned = make_plan(loaded, cache)
             if reviewed is not None:  # before anything runs: nothing is spent on a drift
-                check_plan(reviewed, planned, Path(plan_file or ""))
+                check_plan(reviewed, planned, Path(plan_file or ""), raw_vars=var)
+                # generations whose key is known only during the run: checked before submitting
+                approval = Approval(reviewed, planned)
             limit = max_usd if max_usd is not None else loaded.model.budget.max_usd
             if limit is None and reviewed is not None:  # the reviewed total (+ a cent) caps it
                 limit = round(float(reviewed.get("estimated_usd") or 0.0) + 0.01, 2)
@@ -551,6 +687,7 @@ def run(
                         max_usd=limit,
                         generation=options,
                         publish=publish,
+                        approve=approval,
                     )
                 )
             write_stamp(planned, result, cache, list(var), allow_outside_project)
@@ -566,122 +703,19 @@ def run(
         click.echo(json.dumps(result.to_json()))
     else:
         _print_result(result, planned, console)
+    if approval is not None and approval.refused:
+        _die(UsageError(_refused_during_run(approval.refused, plan_file or "")))
     sys.exit(result.exit_code)
 
 
-def _age(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
-@main.command()
-@_cache_option
-@click.option("--all", "show_all", is_flag=True, help="Also list jobs replaced by a resubmit.")
-@click.option(
-    "--state",
-    "states",
-    multiple=True,
-    type=click.Choice(
-        ["submitting", "submitted", "completed", "stored", "in_doubt", "failed", "lost"]
-    ),
-    help="Only jobs in this state (repeatable).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
-def jobs(cache_dir: str | None, show_all: bool, states: tuple[str, ...], as_json: bool) -> None:
-    """List paid jobs: in flight, in doubt, failed, lost and completed, with ids, ages, costs."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from motionflow.cache.store import default_cache_dir
-    from motionflow.ledger import job_rows
-
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    with _errors():
-        rows = [r for r in job_rows(root, archived=show_all) if not states or r.state in states]
-    if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows]))
-        return
-    console = _console()
-    if not rows:
-        console.print("No jobs in the journal.")
-        return
-    table = Table(title=f"jobs ({root / 'journal'})")
-    for col in ("state", "job id", "recipe", "instance", "age", "estimate", "charged", "note"):
-        table.add_column(
-            col,
-            justify="right" if col in {"estimate", "charged", "age"} else "left",
-            no_wrap=col in {"job id", "state"},  # ids are copied from here: never cut
-            overflow="fold",
-        )
-    colours = {"in_doubt": "red", "failed": "red", "lost": "red", "stored": "green"}
-    for r in rows:
-        state = r.state + (" (replaced)" if r.archived else "")
-        colour = colours.get(r.state, "yellow")
-        table.add_row(
-            f"[{colour}]{escape(state)}[/]",
-            escape(r.job_id or "-"),
-            escape(r.recipe),
-            escape(r.label),
-            _age(r.age_seconds),
-            _money(r.estimated_usd),
-            "-" if r.actual_usd is None else _money(r.actual_usd),
-            escape(r.error[:120]),
-        )
-    console.print(table)
-    stuck = [r for r in rows if not r.archived and r.state in {"in_doubt", "failed", "lost"}]
-    if stuck:
-        console.print(
-            "Jobs in doubt, failed or lost are not paid for again by themselves: see "
-            "docs/generation.md, then run with --resubmit-in-doubt, --retry-failed or "
-            "--resubmit-lost."
-        )
-
-
-@main.command()
-@_cache_option
-@click.option(
-    "--by",
-    type=click.Choice(["recipe", "stage", "day"]),
-    default="recipe",
-    show_default=True,
-    help="How to group the paid jobs.",
-)
-@click.option("--simulated", is_flag=True, help="Include simulated (free) jobs.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def spend(cache_dir: str | None, by: str, simulated: bool, as_json: bool) -> None:
-    """Summarise what paid jobs cost, by recipe, stage or day (from the journal)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from motionflow.cache.store import default_cache_dir
-    from motionflow.ledger import spend_rows
-
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
-    with _errors():
-        rows = spend_rows(root, by=by, simulated=simulated)
-    if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows]))
-        return
-    console = _console()
-    if not rows:
-        console.print("No paid jobs in the journal.")
-        return
-    table = Table(title=f"spend by {by}")
-    for col in (by, "jobs", "estimated", "charged"):
-        table.add_column(col, justify="left" if col == by else "right")
-    for r in rows:
-        note = f" ({r.unconfirmed} estimated)" if r.unconfirmed else ""
-        table.add_row(
-            escape(r.group), str(r.jobs), _money(r.estimated_usd), _money(r.charged_usd) + note
-        )
-    total = sum(r.charged_usd for r in rows)
-    table.add_row("[bold]total[/]", str(sum(r.jobs for r in rows)), "", f"[bold]{_money(total)}[/]")
-    console.print(table)
+def _refused_during_run(refused: list[tuple[str, str]], plan_file: str) -> str:
+    lines = "\n  - ".join(f"{label}: {reason}" for label, reason in refused)
+    return (
+        f"the run drifted from the reviewed plan {plan_file!r} once earlier stages had run:\n"
+        f"  - {lines}\nNothing was submitted for these generations (what they wait for ran "
+        "and is cached). Review with `motionflow why RECIPE`, then write a new plan with "
+        "`motionflow plan RECIPE -o FILE`"
+    )
 
 
 @main.command()
@@ -773,9 +807,11 @@ def schema(output: str | None) -> None:
 
 # Commands that live in their own modules; imported last, as they use the helpers above.
 from motionflow.cli_cache import cache as _cache_group  # noqa: E402
+from motionflow.cli_jobs import jobs as _jobs  # noqa: E402
+from motionflow.cli_jobs import spend as _spend  # noqa: E402
 from motionflow.cli_report import report as _report  # noqa: E402
 from motionflow.cli_why import impact as _impact  # noqa: E402
 from motionflow.cli_why import why as _why  # noqa: E402
 
-for _command in (_cache_group, _report, _why, _impact):
+for _command in (_cache_group, _report, _why, _impact, _jobs, _spend):
     main.add_command(_command)

@@ -56,6 +56,9 @@ class RunResult:
         outputs: files under out/ for the recipe's outputs.
         failures: ``(instance label, message)`` for each failure.
         budget_refused: the budget stopped at least one instance.
+        jobs_collected: paid jobs of earlier runs (any recipe, any vars) fetched by this run.
+        jobs_pending: for each paid job still in flight after the run, why and what to do.
+        jobs_in_doubt: submits of this run whose fate is unknown (maybe charged).
     """
 
     executed: int = 0
@@ -70,6 +73,9 @@ class RunResult:
     outputs: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
     budget_refused: bool = False
+    jobs_collected: int = 0
+    jobs_pending: list[str] = field(default_factory=list)
+    jobs_in_doubt: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -87,6 +93,9 @@ class RunResult:
             "blocked": self.blocked,
             "jobs_submitted": self.jobs_submitted,
             "jobs_resumed": self.jobs_resumed,
+            "jobs_collected": self.jobs_collected,
+            "jobs_pending": self.jobs_pending,
+            "jobs_in_doubt": self.jobs_in_doubt,
             "estimated_usd": round(self.estimated_usd, 2),
             "spent_usd": round(self.spent_usd, 2),
             "saved_usd": round(self.saved_usd, 2),
@@ -130,6 +139,7 @@ class _Run:
     result: RunResult = field(default_factory=RunResult)
     make_session: Callable[[], Any] | None = None
     session: Any = None
+    approve: Callable[[PlannedInstance, Any], str | None] | None = None
     known: dict[str, dict[str, Any]] = field(default_factory=dict)
     reserved: float = 0.0
     inflight: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
@@ -215,35 +225,39 @@ class _Run:
 
             if (lost := lost_paid_result(self.cache, key)) is not None:
                 return self.fail(inst, lost)
-        if estimate is not None and already_paid(self.cache, key) is not None:
-            estimate = Estimate(0.0, estimate.seconds)  # resumed: paid by an earlier run
-        reserved = 0.0
-        if estimate is not None and self.max_usd is not None:
-            if self.reserved + estimate.usd > self.max_usd + 1e-9:
-                self.result.budget_refused = True
-                self.result.blocked += 1
-                because = (
-                    f"budget: ${self.reserved:.2f} reserved + ${estimate.usd:.2f} would pass "
-                    f"max_usd ${self.max_usd:.2f}"
-                )
-                self.emit(InstanceBlocked(inst.stage, inst.label, because))
-                raise _Blocked(because)
-            self.reserved += estimate.usd
-            reserved = estimate.usd
+            if self.approve is not None and (refused := self.approve(item, params)) is not None:
+                return self.fail(inst, refused)  # not the generation a reviewed plan approved
         session = None
         if inst.impl.paid:
             session = self.provider_session()
         # Generations wait on the network, not the CPU: they have their own concurrency.
         sem = self.paid_sem if inst.impl.paid else self.sem
+        reserved = 0.0
         async with sem, key_lock(self.cache.root, key):
             record = self.cache.get_result(key)  # another process may have made it meanwhile
             if record is not None:
-                self.reserved -= reserved
                 return self.finish_cached(item, key, components, record)
+            # The budget is decided under the key's lock, from the journal as it is now.
+            if estimate is not None and already_paid(self.cache, key) is not None:
+                estimate = Estimate(0.0, estimate.seconds)  # resumed: paid by an earlier run
+            if estimate is not None and self.max_usd is not None:
+                if self.reserved + estimate.usd > self.max_usd + 1e-9:
+                    self.result.budget_refused = True
+                    self.result.blocked += 1
+                    because = (
+                        f"budget: ${self.reserved:.2f} reserved + ${estimate.usd:.2f} would "
+                        f"pass max_usd ${self.max_usd:.2f}"
+                    )
+                    self.emit(InstanceBlocked(inst.stage, inst.label, because))
+                    raise _Blocked(because)
+                self.reserved += estimate.usd
+                reserved = estimate.usd
             preflight = getattr(inst.impl, "preflight", None)
             if inst.impl.paid and preflight is not None:  # media made during this run
                 try:
-                    found = [f"{name}: {message}" for name, message in preflight(params)]
+                    # a clip made in this run is decoded in full: off the event loop
+                    verdicts = await asyncio.to_thread(preflight, params, memo=self.cache)
+                    found = [f"{name}: {message}" for name, message in verdicts]
                 except MotionflowError as exc:
                     found = [str(exc)]
                 if found:
@@ -338,6 +352,65 @@ class _Run:
                 self.manifest.record(entry_name(inst, variant), key, components, None)
 
 
+class _Harvest:
+    """Collects the paid jobs in flight that this run's plan does not cover.
+
+    Jobs of other recipes, other vars, or a run stopped by Ctrl-C are fetched while this run
+    works, whenever an API key is at hand; otherwise the run says how many are waiting and how
+    to collect them (the service keeps a finished job for one hour only).
+    """
+
+    def __init__(self, cache: Cache, options: GenerationOptions, emit: Any, skip: set[str]) -> None:
+        self.cache = cache
+        self.options = options
+        self.emit = emit
+        self.skip = skip
+        self.session: Any = None
+        self.task: asyncio.Task[tuple[int, list[str]]] | None = None
+        self.waiting: list[str] = []
+
+    async def start(self) -> None:
+        from motionflow.cache.journal import Journal
+        from motionflow.providers.session import IN_FLIGHT, GenerationSession
+
+        records = [
+            r
+            for r in Journal(self.cache.root).all()
+            if r.state in IN_FLIGHT and r.provider == "empiriolabs" and r.key not in self.skip
+        ]
+        if not records:
+            return
+        env = self.options.env if self.options.env is not None else os.environ
+        if not env.get("EMPIRIOLABS_API_KEY", "").strip():
+            self.waiting = [
+                f"{len(records)} paid job(s) of earlier runs are still to be fetched "
+                f"({', '.join(sorted({r.label for r in records})[:5])}); set "
+                "EMPIRIOLABS_API_KEY and run `motionflow jobs collect` within the hour the "
+                "service keeps them"
+            ]
+            return
+        from motionflow.providers.empiriolabs import check_api_key
+
+        check_api_key(env["EMPIRIOLABS_API_KEY"].strip())
+        self.session = GenerationSession(
+            "empiriolabs", self.cache, self.cache, None, self.options, self.emit
+        )
+        self.task = asyncio.create_task(self.session.collect_pending(self.skip))
+
+    async def finish(self, result: RunResult) -> None:
+        if self.task is not None:
+            done, problems = await self.task
+            result.jobs_collected += done
+            result.jobs_pending.extend(problems)
+        result.jobs_pending.extend(self.waiting)
+
+    async def close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.session is not None:
+            await self.session.aclose()
+
+
 async def _fetch_remote_inputs(plan: Plan, cache: Cache) -> None:
     from motionflow.fetch import fetch_input
     from motionflow.recipe.schema import RemoteInput
@@ -362,6 +435,7 @@ async def execute(
     backend: Backend | None = None,
     generation: GenerationOptions | None = None,
     publish: Any = None,
+    approve: Callable[[PlannedInstance, Any], str | None] | None = None,
 ) -> RunResult:
     """Run a plan: hits are reused, misses run concurrently, failures block dependents only.
 
@@ -374,6 +448,9 @@ async def execute(
         backend: where stage work runs.
         generation: provider flags and settings (defaults from the environment).
         publish: a publisher spec from the CLI, overriding the recipe's ``publish:``.
+        approve: called with each paid instance and its final parameters once its key is
+            known, before anything is submitted; a returned reason fails the instance unpaid
+            (``run --plan`` holds generations to the reviewed plan with it).
 
     Raises:
         BudgetError: the plan's estimate is over ``max_usd`` (nothing has run).
@@ -415,14 +492,18 @@ async def execute(
     workers = max(1, jobs or os.cpu_count() or 1)
     run = _Run(plan, cache, emit, workers, max_usd, backend or LocalBackend(), result)
     run.make_session = make_session
+    run.approve = approve
     emit(RunStarted(plan.recipe.name, len(plan.to_run), len(plan.cached), plan.estimated_usd))
+    harvest = _Harvest(cache, options, emit, skip={p.key for p in plan.items if p.key})
     try:
+        await harvest.start()
         for item in plan.items:
             run.tasks[item.instance.id] = asyncio.create_task(run.instance(item))
         outcomes = await asyncio.gather(*run.tasks.values(), return_exceptions=True)
         bugs = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, _Blocked)]
         if bugs:
             raise bugs[0]
+        await harvest.finish(result)
         for item in plan.items:
             if item.instance.stage in run.outputs:
                 for variant in item.instance.variants:
@@ -439,7 +520,9 @@ async def execute(
         if not run.result.failed and not run.result.blocked:
             run.manifest.keep_only(names)  # stale outputs go only after a complete run
         run.manifest.save()
+        await harvest.close()
         if run.session is not None:
             await run.session.aclose()
             run.result.spent_usd = run.session.charged_usd
+            run.result.jobs_in_doubt = len(run.session.in_doubt)
     return result

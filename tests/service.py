@@ -158,7 +158,8 @@ def make_service(root: Path, cache: Path, **config: Any) -> Service:
         "EMPIRIOLABS_API_KEY": API_KEY,
         "EMPIRIOLABS_BASE_URL": fake.url,
         "EMPIRIOLABS_POLL_SECONDS": "0.05",
-        "EMPIRIOLABS_USAGE_LAG": "0",
+        # a 404 or a failed download is retried this long before the job is left pending
+        "EMPIRIOLABS_NOT_FOUND_PATIENCE": "5",
         # the fake server has no rate limit unless a test sets one; polls at 50 ms would
         # otherwise spend the real 50-a-minute budget in a second
         "EMPIRIOLABS_RATE_LIMIT": "100000",

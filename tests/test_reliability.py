@@ -33,7 +33,9 @@ def service(tmp_path: Path) -> Iterator[Service]:
     # Jobs take ~1.5 s (queue 1 s + processing 2 s at a 0.5 time scale), two at a time, so a
     # sweep needs several runs' worth of time: kills land while jobs are submitted, queued,
     # processing or downloaded.
-    svc = make_service(root, cache, time_scale=0.5)
+    # The service honours Idempotency-Key: a kill between a POST and its journal write leaves
+    # a submit in doubt, and resubmitting it with the same key must not bill twice.
+    svc = make_service(root, cache, time_scale=0.5, honour_idempotency_key=True)
     svc.env["EMPIRIOLABS_MAX_JOBS"] = "2"
     try:
         yield svc
@@ -52,6 +54,7 @@ def _check_finished(svc: Service) -> None:
     by_prompt = svc.submits_by_prompt()
     assert set(by_prompt) == _prompts()
     assert all(n == 1 for n in by_prompt.values()), by_prompt  # one paid submit per key
+    assert all(n == 1 for n in svc.fake.billed_by_key().values())
     assert [j["state"] for j in svc.jobs()] == ["stored"] * len(OUTFITS)
 
 
@@ -68,6 +71,10 @@ def test_sigkill_at_random_moments_never_pays_twice(service: Service) -> None:
         proc.communicate(timeout=60)
     assert kills >= 4  # the schedule really interrupted runs
     final = service.run_json()
+    if final["_exit"] != 0:  # a kill mid-submit left a submit in doubt: the user decides
+        assert "may already have been charged" in final["_stderr"], final["_stderr"]
+        assert {j["state"] for j in service.jobs()} <= {"stored", "in_doubt"}
+        final = service.run_json("--resubmit-in-doubt")  # the same Idempotency-Key
     assert final["_exit"] == 0, final["_stderr"]
     _check_finished(service)
 
@@ -133,17 +140,23 @@ def _crashed_mid_submit(svc: Service) -> JobRecord:
     )
 
 
-def test_crash_before_the_post_left_is_settled_as_not_charged(service: Service) -> None:
+def test_crash_mid_submit_stays_in_doubt_until_the_user_resubmits(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     _crashed_mid_submit(service)
     result = service.run_json()
-    assert result["_exit"] == 0, result["_stderr"]
+    assert result["_exit"] == 1
+    assert "may already have been charged" in result["_stderr"]
+    assert service.fake.submissions == []  # the usage API lists nothing: still no proof
+    paid = service.run_json("--resubmit-in-doubt")
+    assert paid["_exit"] == 0, paid["_stderr"]
     assert len(service.fake.submissions) == 1
+    # sent with the crashed submit's Idempotency-Key, as the first try would have been
+    assert list(service.fake.submits_by_key) == ["mf-crashed"]
     states = [j["state"] for j in service.jobs("--all")]
-    assert states == ["in_doubt", "stored"]  # the settled record is kept in the ledger
+    assert states == ["in_doubt", "stored"]  # the in-doubt record is kept in the ledger
 
 
-def test_crash_after_the_post_was_accepted_adopts_the_job(service: Service) -> None:
+def test_crash_after_the_post_was_accepted_is_adopted_only_by_the_user(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     _crashed_mid_submit(service)
     time.sleep(0.01)
@@ -160,10 +173,23 @@ def test_crash_after_the_post_was_accepted_adopts_the_job(service: Service) -> N
     answer = httpx.post(
         service.fake.url + "/v1/videos/generations",
         json=body,
-        headers={"Authorization": f"Bearer {API_KEY}"},
+        headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": "mf-crashed"},
     )
     assert answer.status_code == 200
     result = service.run_json()
-    assert result["_exit"] == 0, result["_stderr"]
+    assert result["_exit"] == 1  # in doubt: nothing is adopted by itself
+    assert len(service.fake.submissions) == 1
+    deadline = time.monotonic() + 30
+    job_url = f"{service.fake.url}/v1/jobs/{answer.json()['job_id']}"
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    while httpx.get(job_url, headers=auth).json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)  # the job is still being made: its video is what the user looks at
+    (row,) = service.jobs()
+    (candidate,) = row["candidates"]
+    adopt = service.cli("jobs", "adopt", row["key"][:12], "--event", candidate["event_id"])
+    assert adopt.returncode == 0, adopt.stderr
+    final = service.run_json()
+    assert final["_exit"] == 0, final["_stderr"]
+    assert final["jobs_submitted"] == 0
     assert len(service.fake.submissions) == 1  # adopted, not paid again
-    assert [j["job_id"] for j in service.jobs()] == [answer.json()["job_id"]]

@@ -195,7 +195,11 @@ def forget(cache: Cache, keys: Iterable[str]) -> list[tuple[str, float]]:
         with index.transact():
             index.delete("result:" + key)
             index.delete("meta:corrupt:" + key)
-        dropped.append((key, _usd(record) if record and is_paid(record) else 0.0))
+        try:
+            usd = _usd(record) if record and is_paid(record) else 0.0
+        except UsageError:  # a record whose amount is not dollars: forgetting it is the fix
+            usd = 0.0
+        dropped.append((key, usd))
     _invalidate_stamps(cache)
     return dropped
 

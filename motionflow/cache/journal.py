@@ -4,10 +4,18 @@ States and the only transitions allowed (API_CONTRACT.md, "the never-pay-twice r
 
     submitting ──> submitted ──> completed ──> stored
          │             │             │
-         ├──> in_doubt  ├──> failed   └──> lost (the URL expired before the download)
-         │      │       └──> lost     (404 after the retention hour)
-         │      └──> submitted (a matching usage event was found) / failed
+         ├──> in_doubt  ├──> failed   └──> lost (404s, and the retention hour certainly passed)
+         │      │       └──> lost     (the same proof, for a job never seen completed)
+         │      ├──> submitted (the user adopted a job id: ``motionflow jobs adopt --job``)
+         │      └──> completed (the user adopted a usage charge: ``jobs adopt --event``)
          └──> failed (the service refused the request: nothing was charged)
+
+Nothing moves a record out of ``in_doubt`` by itself: the usage API has no job id, other
+people share the account, clocks differ and billing lags, so only the user adopts a charge or
+pays again (``--resubmit-in-doubt``, with the same ``Idempotency-Key``).
+
+A record moved to ``journal/archive/`` (the user paid again, or a stored video is downloaded
+again) is history: it is never written again.
 
 A record is one JSON file, ``journal/<key>.json``, replaced atomically (temp file, fsync,
 rename, fsync of the folder) so a crash, even ``kill -9``, leaves the old record or the new
@@ -34,7 +42,7 @@ _NEXT: dict[str, tuple[str, ...]] = {
     "submitting": ("submitted", "in_doubt", "failed"),
     "submitted": ("completed", "failed", "lost"),
     "completed": ("stored", "lost"),
-    "in_doubt": ("submitted", "failed"),
+    "in_doubt": ("submitted", "completed"),
     "stored": (),
     "failed": (),
     "lost": (),
@@ -66,6 +74,13 @@ class JobRecord:
         history: ``[state, time]`` for every transition, oldest first.
         stage: the recipe stage the job belongs to.
         billed_seconds: the billable seconds the service reported, when it did.
+        attempt: how many times the user deliberately paid again for this key (``--retry-failed``,
+            ``--resubmit-lost``); part of the ``Idempotency-Key``, which is otherwise the same
+            for every submit of the key (``--resubmit-in-doubt`` reuses it).
+        alive_at: when (our clock) the service last answered for the job; a job is lost only
+            once its retention has certainly passed since then.
+        adopted_event: the usage event the user adopted for an in-doubt submit, if any.
+        redownload: the record re-downloads the video of an earlier record's job (no charge).
     """
 
     key: str
@@ -84,6 +99,10 @@ class JobRecord:
     history: list[list[str]] = field(default_factory=list)
     stage: str = ""
     billed_seconds: float | None = None
+    attempt: int = 0
+    alive_at: str | None = None
+    adopted_event: str | None = None
+    redownload: bool = False
 
     @property
     def started_at(self) -> str:
@@ -145,11 +164,29 @@ class Journal:
         Used only when the user asked to pay again (``--retry-failed``, ``--resubmit-in-doubt``,
         ``--resubmit-lost``) or when the usage API proved nothing was charged.
         """
+        self._check_current(record)
         record.error = f"{record.error or ''} [{reason}]".strip()
         record.history.append(["archived", _now()])
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         self._write(record, self.folder / "archive" / f"{record.key}.{stamp}.json")
         self._path(record.key).unlink(missing_ok=True)
+
+    def is_current(self, record: JobRecord) -> bool:
+        """True when ``record`` is the key's live record (not archived, not replaced)."""
+        if record.history and record.history[-1][0] == "archived":
+            return False
+        path = self._path(record.key)
+        if not path.exists():
+            return False
+        return self._read(path).started_at == record.started_at
+
+    def _check_current(self, record: JobRecord) -> None:
+        if not self.is_current(record):
+            msg = (
+                f"journal: the record of {record.label or record.key[:12]} started at "
+                f"{record.started_at} is archived or was replaced; it is never written again"
+            )
+            raise CacheError(msg)
 
     def discard(self, record: JobRecord) -> None:
         """Delete a ``submitting`` record whose POST certainly charged nothing.
@@ -164,10 +201,12 @@ class Journal:
 
     def annotate(self, record: JobRecord, **changes: Any) -> JobRecord:
         """Record facts that are not a transition (the charged amount, billed seconds)."""
-        for name, value in changes.items():
-            if name not in {"actual_usd", "billed_seconds", "error"}:
+        for name in changes:
+            if name not in {"actual_usd", "billed_seconds", "error", "alive_at", "output_urls"}:
                 msg = f"annotate cannot change {name!r}; use advance for transitions"
                 raise TypeError(msg)
+        self._check_current(record)
+        for name, value in changes.items():
             setattr(record, name, value)
         self._write(record)
         return record
@@ -183,6 +222,8 @@ class Journal:
         idempotency_key: str,
         estimated_usd: float,
         stage: str = "",
+        attempt: int = 0,
+        redownload: bool = False,
     ) -> JobRecord:
         """Write the ``submitting`` record; call it before the POST, never after.
 
@@ -202,6 +243,8 @@ class Journal:
             idempotency_key,
             estimated_usd,
             stage=stage,
+            attempt=attempt,
+            redownload=redownload,
         )
         record.history.append(["submitting", _now()])
         self._write(record)
@@ -216,6 +259,7 @@ class Journal:
         if state not in _NEXT.get(record.state, ()):
             msg = f"journal: {record.key[:12]}… cannot go from {record.state} to {state}"
             raise CacheError(msg)
+        self._check_current(record)
         for name, value in changes.items():
             if not hasattr(record, name):
                 msg = f"journal records have no field {name!r}"

@@ -47,10 +47,19 @@ def is_paid(record: dict[str, Any]) -> bool:
 
 
 def _usd(record: dict[str, Any]) -> float:
-    try:
-        return float((record.get("meta") or {}).get("estimated_usd") or 0.0)
-    except (TypeError, ValueError):
+    """What a result cost: $0 when simulated; a value that is not dollars is refused."""
+    from motionflow.money import finite_usd
+
+    meta = record.get("meta") or {}
+    if meta.get("simulated") is True or meta.get("provider") == "simulate":
         return 0.0
+    value = meta.get("estimated_usd")
+    if value is None:
+        return 0.0
+    what = f"the cache record of job {meta.get('job_id') or '?'} ({record.get('stage_kind')})"
+    return finite_usd(
+        value, f"{what}: estimated_usd", "Remove it with `motionflow cache forget KEY`"
+    )
 
 
 def _digests(record: dict[str, Any]) -> list[str]:

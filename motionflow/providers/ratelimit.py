@@ -70,7 +70,8 @@ class RateLimiter:
        whatever clock steps came before: another process's stamp more than
        :data:`FUTURE_TOLERANCE` in the future (the wall clock stepped back, or that machine's
        clock is ahead) is clamped to now, so it still counts, for one window at most, and a
-       shared ``blocked_until`` further ahead than :data:`MAX_PENALTY` is clamped to that.
+       shared ``blocked_until`` further ahead than :data:`MAX_PENALTY` cannot be a penalty
+       (none is longer) and is dropped.
     3. **Recovery.** After the wall clock steps back by any amount, acquisitions resume within
        one window (plus the penalty in force): nothing waits for the wall clock to catch up.
 
@@ -244,7 +245,11 @@ class RateLimiter:
         by = str(blocked_by) or "?"
         if until <= wall or by == self._token:
             return _Others(wall, stamps, 0.0, "")
-        return _Others(wall, stamps, min(until, wall + MAX_PENALTY), by)
+        if until > wall + MAX_PENALTY + FUTURE_TOLERANCE:
+            # Longer than any penalty can be: written by a clock that has since stepped back.
+            # A real one comes back with the next 429; an hour's stall would not.
+            return _Others(wall, stamps, 0.0, "")
+        return _Others(wall, stamps, until, by)
 
     def _publish(self, others: _Others | None, mono: float) -> None:
         """Write the other instances' state back, with this instance's own, in wall time."""

@@ -6,16 +6,17 @@ A :class:`GenerationSession` owns, for the length of a run, the HTTP client, the
 turns one cache key into one downloaded video while following API_CONTRACT.md's
 never-pay-twice rule:
 
-1. the ``submitting`` record is written before the POST and the job id right after it, under
-   a submit lock shared by every process on the cache (so at most one submit is ever
-   unaccounted for, which keeps in-doubt submits matchable against the usage API);
+1. the ``submitting`` record is written before the POST and the job id right after it; every
+   submit of a key carries the same ``Idempotency-Key`` (a new one only when the user
+   deliberately pays again with ``--retry-failed`` or ``--resubmit-lost``);
 2. a record with a job id is polled again, never resubmitted; a completed one is downloaded
-   again, never regenerated;
-3. an ambiguous submit is ``in_doubt``: it is settled from the usage API when that is
-   conclusive, and otherwise paid again only with ``--resubmit-in-doubt``.
+   again, never regenerated (:mod:`motionflow.providers.collect`);
+3. an ambiguous submit is ``in_doubt`` and stays so: the usage API informs the user
+   (``motionflow jobs``), who adopts a charge (``motionflow jobs adopt``) or pays again with
+   ``--resubmit-in-doubt``; nothing decides for them.
 
 The caller (the executor) holds the key's lock around :meth:`~GenerationSession.generate`, so two
-processes never work on one key at once.
+processes never work on one key at once; every journal write for a key happens under that lock.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +35,17 @@ from motionflow.cache.journal import JobRecord, Journal
 from motionflow.cache.locks import key_lock
 from motionflow.errors import ProviderError, UsageError
 from motionflow.events import Event, JobCompleted, JobResumed, JobSubmitted, Warning
+from motionflow.providers.collect import Collector
 from motionflow.providers.empiriolabs import (
     AuthError,
     EmpirioLabsClient,
     InsufficientCredits,
-    JobNotFound,
     ModelNotFound,
     RateLimited,
     RequestRejected,
     SubmitInDoubt,
     SubmitRequest,
+    check_api_key,
 )
 from motionflow.providers.envelopes import LOST_HINT, RESUBMIT_HINT
 from motionflow.providers.ratelimit import RateLimiter
@@ -53,19 +53,31 @@ from motionflow.publish.base import PublishedUrls, Publisher
 from motionflow.stages.base import FileArtifact
 
 __all__ = [
+    "IN_FLIGHT",
     "Generated",
     "GenerationOptions",
     "GenerationSession",
     "JobSpec",
+    "idempotency_key",
     "options_from_env",
     "session_factory",
 ]
 
 MODEL_ID = "kling-v3-motion-control"
-_MAX_DOWNLOAD = 2 * 1024**3
-_SETTLE_SLACK = timedelta(seconds=5)
+IN_FLIGHT = frozenset({"submitted", "completed"})
+"""Journal states of jobs that are paid for and whose video is still to be fetched."""
 # simulate: the in-process fake server runs at this fraction of real time
 _SIM_SCALE = 0.02
+
+
+def idempotency_key(key: str, attempt: int) -> str:
+    """The ``Idempotency-Key`` of every submit of cache ``key`` (which includes the take).
+
+    The same for a first submit and a ``--resubmit-in-doubt``, so a service that honours the
+    header answers the resubmission with the first job; ``attempt`` grows only when the user
+    deliberately pays again for a failed or lost job.
+    """
+    return f"mf-{key[:40]}-{attempt}"
 
 
 @dataclass(frozen=True)
@@ -73,15 +85,17 @@ class GenerationOptions:
     """How a run talks to its provider (CLI flags and ``EMPIRIOLABS_*`` settings).
 
     Attributes:
-        resubmit_in_doubt: pay again for jobs whose submit is in doubt.
-        resubmit_lost: pay again for jobs whose result expired before it was downloaded.
+        resubmit_in_doubt: pay again for jobs whose submit is in doubt (same Idempotency-Key).
+        resubmit_lost: pay again for jobs whose result is lost.
         retry_failed: submit again jobs the service reported as failed.
         rate_limit: API requests per minute, for every process on this cache.
         poll_seconds: the first poll interval (later ones grow to 3x it).
         job_timeout: seconds a job may run once it has left the queue.
-        usage_lag: seconds after a submit before the usage API is trusted to list its charge.
+        retention: seconds the service keeps a job after it completes (the contract: 1 hour).
+        not_found_patience: seconds a run keeps retrying 404s and failed downloads of a job.
         max_jobs: generations in flight at once (the rate limit is the real bound).
-        env: where ``EMPIRIOLABS_API_KEY`` and ``EMPIRIOLABS_BASE_URL`` are read.
+        env: where ``EMPIRIOLABS_API_KEY`` and ``EMPIRIOLABS_BASE_URL`` are read (never shown
+            by ``repr``: it holds the key).
     """
 
     resubmit_in_doubt: bool = False
@@ -90,9 +104,10 @@ class GenerationOptions:
     rate_limit: int = 50
     poll_seconds: float = 5.0
     job_timeout: float = 1800.0
-    usage_lag: float = 60.0
+    retention: float = 3600.0
+    not_found_patience: float = 300.0
     max_jobs: int = 10
-    env: Mapping[str, str] | None = None
+    env: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
 
 def _env_number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
@@ -111,7 +126,8 @@ def _env_number(env: Mapping[str, str], name: str, default: float, *, minimum: f
 
 def options_from_env(env: Mapping[str, str] | None = None, **flags: Any) -> GenerationOptions:
     """Options from ``EMPIRIOLABS_RATE_LIMIT``, ``_POLL_SECONDS``, ``_JOB_TIMEOUT``,
-    ``_USAGE_LAG``, ``_MAX_JOBS`` and the given CLI ``flags`` (which win).
+    ``_RETENTION_SECONDS``, ``_NOT_FOUND_PATIENCE``, ``_MAX_JOBS`` and the given CLI
+    ``flags`` (which win).
 
     Raises:
         UsageError: a variable is not a valid number.
@@ -121,7 +137,10 @@ def options_from_env(env: Mapping[str, str] | None = None, **flags: Any) -> Gene
         "rate_limit": int(_env_number(source, "EMPIRIOLABS_RATE_LIMIT", 50, minimum=1)),
         "poll_seconds": _env_number(source, "EMPIRIOLABS_POLL_SECONDS", 5.0, minimum=0.001),
         "job_timeout": _env_number(source, "EMPIRIOLABS_JOB_TIMEOUT", 1800.0, minimum=1),
-        "usage_lag": _env_number(source, "EMPIRIOLABS_USAGE_LAG", 60.0, minimum=0),
+        "retention": _env_number(source, "EMPIRIOLABS_RETENTION_SECONDS", 3600.0, minimum=0),
+        "not_found_patience": _env_number(
+            source, "EMPIRIOLABS_NOT_FOUND_PATIENCE", 300.0, minimum=0
+        ),
         "max_jobs": int(_env_number(source, "EMPIRIOLABS_MAX_JOBS", 10, minimum=1)),
     }
     values.update({k: v for k, v in flags.items() if v is not None})
@@ -134,7 +153,7 @@ class Generated:
 
     Attributes:
         path: the video, in the stage's work folder.
-        record: the journal record (``completed``; the executor marks it ``stored``).
+        record: the journal record (``stored``: its video is in the cache's blobs).
         resumed: the job was submitted by an earlier run.
     """
 
@@ -161,32 +180,14 @@ class JobSpec:
     estimated_usd: float
 
 
-def _parse_time(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return datetime.now(UTC)
-
-
-def _billed_seconds(usage: dict[str, Any] | None) -> float | None:
-    """Billable seconds from a job's ``result.usage``, read tolerantly."""
-    if not usage:
-        return None
-    for name in ("billable_seconds", "seconds", "duration", "units"):
-        value = usage.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-    return None
-
-
 class GenerationSession:
     """The provider connection of one run; create it lazily, close it with :meth:`aclose`.
 
     Args:
         provider: ``simulate`` (the fake server in-process, free) or ``empiriolabs``.
-        cache_root: the cache directory (journal, locks, rate-limit state).
-        memo: the cache's key-value table (published URLs are remembered there).
-        publisher: makes local files fetchable.
+        cache: the cache (journal, locks, rate-limit state, blobs).
+        memo: the cache's key-value table (published URLs are remembered there), or None.
+        publisher: makes local files fetchable (None for a session that only collects).
         options: flags and settings.
         emit: sends events to the reporter.
     """
@@ -194,34 +195,47 @@ class GenerationSession:
     def __init__(
         self,
         provider: str,
-        cache_root: Path,
+        cache: Any,
         memo: Any,
-        publisher: Publisher,
+        publisher: Publisher | None,
         options: GenerationOptions,
         emit: Callable[[Event], None],
     ) -> None:
         self.provider = provider
         self.free = provider == "simulate"
-        self.journal = Journal(cache_root)
+        self.cache = cache
+        self.journal = Journal(cache.root)
         self.options = options
         self.emit = emit
-        self._root = cache_root
+        self._root: Path = cache.root
         self._publisher = publisher
-        self._urls = PublishedUrls(publisher, memo)
+        self._urls = PublishedUrls(publisher, memo) if publisher is not None else None
         self._fake: Any = None
         self._http: httpx.AsyncClient | None = None
         self._client: EmpirioLabsClient | None = None
+        self._collector: Collector | None = None
         self._started = asyncio.Lock()
+        self._submit_lock = asyncio.Lock()
+        self._next: dict[str, tuple[int, str]] = {}
         self.stopped: str | None = None
         """Why no more jobs may be submitted this run (bad key, no credits), or None."""
         self.touched: list[JobRecord] = []
-        """Every job this run worked on (submitted or resumed)."""
+        """Every job this run worked on (submitted, resumed or collected)."""
         self.submitted: list[JobRecord] = []
-        """Jobs this run submitted (and so paid for)."""
+        """Jobs this run submitted and the service accepted (and so billed)."""
+        self.in_doubt: list[JobRecord] = []
+        """Submits of this run whose fate is unknown (maybe billed)."""
+
+    def __repr__(self) -> str:
+        return f"GenerationSession(provider={self.provider!r}, cache={str(self._root)!r})"
 
     @property
     def charged_usd(self) -> float:
-        """What this run's submits cost: ``cost.amount`` where known, else the estimate."""
+        """What this run's accepted submits cost: ``cost.amount`` where known, else the estimate.
+
+        A submit answered by the service with an earlier job (an honoured Idempotency-Key) and
+        a submit in doubt are not counted: neither is known to be a new charge.
+        """
         if self.free:
             return 0.0
         return sum(
@@ -264,82 +278,149 @@ class GenerationSession:
             poll_seconds=5.0 * _SIM_SCALE,
         )
 
+    async def collector(self) -> Collector:
+        """The poll/download/store machinery, sharing this session's client."""
+        client = await self.client()
+        if self._collector is None:
+            self._collector = Collector(
+                client=client,
+                journal=self.journal,
+                store=lambda path: str(self.cache.store_file(path)[0]),
+                blob_path=self.cache.blob_path,
+                job_timeout=self.options.job_timeout,
+                retention=self.options.retention,
+                not_found_patience=self.options.not_found_patience,
+                poll_seconds=self.options.poll_seconds * (_SIM_SCALE if self.free else 1.0),
+                warn=lambda message: self.emit(Warning(message)),
+            )
+        return self._collector
+
     async def aclose(self) -> None:
-        """Read what this run's jobs cost (one usage query), then close everything."""
+        """Read what this run's jobs cost (from the usage API), then close everything."""
         try:
             if self._client is not None and not self.free:
                 await self._settle_costs(self._client)
         finally:
             if self._http is not None:
                 await self._http.aclose()
-            await self._publisher.aclose()
+            if self._publisher is not None:
+                await self._publisher.aclose()
             if self._fake is not None:
                 await asyncio.to_thread(self._fake.stop)
 
     async def _settle_costs(self, client: EmpirioLabsClient) -> None:
-        pending = [r for r in self.touched if r.job_id and r.actual_usd is None]
+        """Note ``cost.amount`` on this run's jobs, where a usage event names their video.
+
+        Usage events carry no job id; the one tie to a job is its output URL (compared without
+        the signature). A job without such a tie keeps its estimate. Each note is written under
+        the key's lock, and only to the key's live record.
+        """
+        from motionflow.providers.usage import bare_url, charges_by_output, read_usage
+
+        pending = [r for r in self.touched if r.output_urls and r.actual_usd is None]
         if not pending:
             return
-        since = min(_parse_time(r.started_at) for r in pending) - _SETTLE_SLACK
-        try:
-            events = await client.usage(since, model=MODEL_ID)
-        except ProviderError as exc:
-            self.emit(Warning(f"could not read the charged amounts from the usage API: {exc}"))
+        read = await read_usage(client, pending, self.emit)
+        if read is None:
             return
-        charged = {e.job_id: e for e in events if e.job_id and e.cost_usd is not None}
+        by_output = charges_by_output(read)
         for record in pending:
-            event = charged.get(record.job_id or "")
-            if event is not None:
-                self.journal.annotate(record, actual_usd=event.cost_usd)
+            urls = [bare_url(u) for u in record.output_urls]
+            amount = next((by_output[u] for u in urls if u in by_output), None)
+            if amount is None:
+                continue
+            async with key_lock(self._root, record.key):
+                current = self.journal.get(record.key)
+                if current is None or current.started_at != record.started_at:
+                    continue  # replaced meanwhile: the newer record is not ours to change
+                if current.actual_usd is None:
+                    self.journal.annotate(current, actual_usd=amount)
+                record.actual_usd = amount
 
     # -- one generation -------------------------------------------------------------------------
     async def generate(self, spec: JobSpec, workdir: Path) -> Generated:
         """Submit (or resume) the job of ``spec.key`` and download its video into ``workdir``.
 
         Raises:
-            ProviderError: the job failed, is in doubt, was lost, or the service refused it;
-                the message names the stage, the job id and what to do.
+            ProviderError: the job failed, is in doubt, is pending or lost, or the service
+                refused it; the message names the stage, the job id and what to do.
         """
-        record = await self._resumable(spec)
+        record = self.journal.get(spec.key)
+        if record is not None:
+            record = await self._resumable(spec, record)
         resumed = record is not None
         client = await self.client()
         if record is None:
             record = await self._submit(client, spec)
-        else:
-            self.emit(JobResumed(spec.stage, spec.label, record.job_id or "", record.state))
+        elif record.job_id:
+            self.emit(JobResumed(spec.stage, spec.label, record.job_id, record.state))
         self.touched.append(record)
-        if record.state == "submitted":
-            record = await self._wait(client, spec, record)
-        if record.state == "completed":
-            path = await self._download(client, spec, record, workdir)
-            self.emit(
-                JobCompleted(
-                    spec.stage, spec.label, record.job_id or "", record.billed_seconds or 0.0
-                )
-            )
-            return Generated(path, record, resumed)
-        msg = f"{spec.label}: job {record.job_id} is {record.state}"  # pragma: no cover
-        raise ProviderError(msg)  # pragma: no cover - every state is handled above
+        collector = await self.collector()
+        path = await collector.collect(record, workdir, spec.label)
+        record = self.journal.get(spec.key) or record
+        self.emit(
+            JobCompleted(spec.stage, spec.label, record.job_id or "", record.billed_seconds or 0.0)
+        )
+        return Generated(path, record, resumed)
 
     def stored(self, record: JobRecord, blob: str) -> None:
-        """Mark the job's video as safely in the cache."""
-        if record.state == "completed":
+        """Mark the job's video as safely in the cache (collecting already did, normally)."""
+        if record.state == "completed" and self.journal.is_current(record):
             self.journal.advance(record, "stored", blob=blob)
 
-    async def _resumable(self, spec: JobSpec) -> JobRecord | None:
+    async def collect_pending(self, skip: set[str]) -> tuple[int, list[str]]:
+        """Fetch every in-flight job of this provider in the cache whose key is not in ``skip``.
+
+        The journal holds all a job needs (id, URLs), so jobs of other recipes, other vars or
+        an interrupted run are brought home here, each under its key's lock.
+
+        Returns:
+            How many videos were stored, and a message for each job still pending or lost.
+        """
+        records = [
+            r
+            for r in self.journal.all()
+            if r.state in IN_FLIGHT and r.provider == self.provider and r.key not in skip
+        ]
+        if not records:
+            return 0, []
+        collector = await self.collector()
+        done = 0
+        problems: list[str] = []
+
+        async def one(record: JobRecord) -> None:
+            nonlocal done
+            async with key_lock(self._root, record.key):
+                current = self.journal.get(record.key)
+                if current is None or current.state not in IN_FLIGHT:
+                    return  # another process got there first
+                self.touched.append(current)
+                with self.cache.workdir() as workdir:
+                    try:
+                        await collector.collect(current, workdir)
+                    except ProviderError as exc:
+                        problems.append(str(exc))
+                        return
+                done += 1
+
+        await asyncio.gather(*(one(r) for r in records))
+        return done, problems
+
+    async def _resumable(self, spec: JobSpec, record: JobRecord) -> JobRecord | None:
         """The journal record to carry on with, or None to submit a new job.
 
         Raises:
             ProviderError: the record is failed, in doubt or lost and the user did not ask to
                 pay again.
         """
-        record = self.journal.get(spec.key)
-        if record is None:
-            return None
-        if record.state == "stored":
-            # The cache lost the video the journal says it stored: download it again.
+        if record.state == "stored" and not (record.blob and self.cache.has_blob(record.blob)):
+            # The cache lost the video the journal says it stored: download it again (free).
             self.journal.archive(record, "the cache no longer had the video; downloading again")
             record = self._copy_as_completed(record)
+        if self.free and record.state in IN_FLIGHT:
+            # A simulated job lives in the simulator of the run that made it, gone by now.
+            self.journal.archive(record, "simulated job of an earlier run; simulated again")
+            return None
         if record.state == "submitting":
             record = self.journal.advance(
                 record,
@@ -347,10 +428,17 @@ class GenerationSession:
                 error="motionflow stopped while submitting; the job may have been charged",
             )
         if record.state == "in_doubt":
-            return await self._in_doubt(spec, record)
+            if self.free or self.options.resubmit_in_doubt:
+                why = "simulated" if self.free else "resubmitted with --resubmit-in-doubt"
+                self.journal.archive(record, f"{why} (same Idempotency-Key)")
+                self._next[spec.key] = (record.attempt, record.idempotency_key)
+                return None
+            raise ProviderError(_in_doubt_message(spec.label, record))
         if record.state == "failed":
-            if self.options.retry_failed:
+            if self.options.retry_failed or self.free:
                 self.journal.archive(record, "retried with --retry-failed")
+                attempt = record.attempt + 1
+                self._next[spec.key] = (attempt, idempotency_key(spec.key, attempt))
                 return None
             msg = (
                 f"{spec.label}: EmpirioLabs job {record.job_id} failed: {record.error}. It is not "
@@ -361,6 +449,8 @@ class GenerationSession:
         if record.state == "lost":
             if self.options.resubmit_lost or self.free:
                 self.journal.archive(record, "resubmitted after the result was lost")
+                attempt = record.attempt + 1
+                self._next[spec.key] = (attempt, idempotency_key(spec.key, attempt))
                 return None
             msg = (
                 f"{spec.label}: the result of job {record.job_id} is lost ({record.error}); "
@@ -379,107 +469,18 @@ class GenerationSession:
             idempotency_key=record.idempotency_key,
             estimated_usd=0.0,
             stage=record.stage,
+            attempt=record.attempt,
+            redownload=True,
         )
         fresh = self.journal.advance(fresh, "submitted", job_id=record.job_id)
-        return self.journal.advance(fresh, "completed", output_urls=record.output_urls)
-
-    async def _in_doubt(
-        self, spec: JobSpec, record: JobRecord, *, fresh: bool = False
-    ) -> JobRecord | None:
-        """Settle an in-doubt submit: adopt its job, free its key, or refuse to pay again.
-
-        ``--resubmit-in-doubt`` applies to submits of earlier runs only (``fresh`` is False):
-        a submit that just went into doubt is never paid again in the same run.
-        """
-        if self.free:
-            self.journal.archive(record, "simulated: nothing to lose by submitting again")
-            return None
-        client = await self.client()
-        async with key_lock(self._root, "submit"):  # no submit is in flight meanwhile
-            verdicts = await self._settle_all(client)
-            current = self.journal.get(record.key)
-        if current is not None and current.state == "submitted":
-            return current  # adopted from the usage API (by this or another process)
-        if current is None:  # pragma: no cover - the key lock is ours
-            return None
-        record = current
-        verdict = verdicts.get(record.key, "")
-        if verdict == "not charged":
-            self.journal.archive(record, "the usage API shows no charge for it")
-            return None
-        if self.options.resubmit_in_doubt and not fresh:
-            self.journal.archive(record, "resubmitted with --resubmit-in-doubt")
-            return None
-        msg = (
-            f"{spec.label}: a job may already have been charged (${record.estimated_usd:.2f}) "
-            f"but its id is unknown: {record.error} {verdict}. Check the account's usage; "
-            f"{RESUBMIT_HINT}"
+        return self.journal.advance(
+            fresh, "completed", output_urls=record.output_urls, actual_usd=None
         )
-        raise ProviderError(msg)
-
-    async def _settle_all(self, client: EmpirioLabsClient) -> dict[str, str]:
-        """Match every in-doubt submit of this cache against the usage API's charges.
-
-        Call it holding the submit lock: then no submit is in flight anywhere, every job
-        accepted since is journaled, and the unclaimed charges (those no record names) can
-        only belong to in-doubt submits. Submits are serialised by that lock, so the job of
-        a submit sent at ``t`` was created after ``t`` and before the next submit was sent:
-        a charge in that window, and only one, is adopted as that submit's job.
-
-        Returns:
-            For each record still in doubt, by key: ``"not charged"`` when the usage API
-            lists no charge for it long enough after the submit, otherwise why it stays in
-            doubt. Adopted records are ``submitted`` in the journal.
-        """
-        records = self.journal.all(archived=True)
-        doubts = [r for r in records if r.state == "in_doubt" and r.job_id is None]
-        doubts = [r for r in doubts if self.journal.get(r.key) is not None]  # not archived
-        if not doubts:
-            return {}
-        first = min(_parse_time(r.started_at) for r in doubts) - _SETTLE_SLACK
-        try:
-            events = await client.usage(first, model=MODEL_ID)
-        except ProviderError as exc:
-            why = f"(the usage API could not be read: {exc})"
-            return {r.key: why for r in doubts}
-        claimed = {r.job_id for r in records if r.job_id}
-        pool = [e for e in events if e.job_id not in claimed]
-        if any(e.job_id is None or e.created_at is None for e in pool):
-            why = "(the usage API lists charges it cannot tie to a job)"
-            return {r.key: why for r in doubts}
-        starts = sorted(_parse_time(r.started_at) for r in records)
-        verdicts: dict[str, str] = {}
-        now = datetime.now(UTC)
-        for record in sorted(doubts, key=lambda r: r.started_at):
-            sent = _parse_time(record.started_at)
-            later = [t for t in starts if t > sent]
-            until = later[0] if later else now + _SETTLE_SLACK
-            mode = record.request.get("mode")
-            window = [
-                e
-                for e in pool
-                if e.created_at is not None
-                and sent - _SETTLE_SLACK <= e.created_at < until
-                and (e.mode is None or e.mode == mode)
-            ]
-            if len(window) == 1:
-                pool.remove(window[0])
-                self.journal.advance(record, "submitted", job_id=window[0].job_id)
-                continue
-            if window:
-                verdicts[record.key] = f"({len(window)} charges around then could be it)"
-                continue
-            age = (now - sent).total_seconds()
-            if age >= self.options.usage_lag:
-                verdicts[record.key] = "not charged"
-            else:
-                wait = self.options.usage_lag - age
-                verdicts[record.key] = (
-                    f"(the usage API lists no charge yet; it may lag: run again in {wait:.0f} s)"
-                )
-        return verdicts
 
     async def _publish(self, spec: JobSpec) -> tuple[str, str]:
+        if self._urls is None:
+            msg = f"{spec.label}: no publisher is configured for this session"
+            raise UsageError(msg)
         image, video = await asyncio.gather(self._urls.url(spec.image), self._urls.url(spec.video))
         return image, video
 
@@ -498,47 +499,52 @@ class GenerationSession:
             duration=spec.duration,
             keep_original_sound=spec.keep_original_sound,
         )
-        idempotency_key = f"mf-{spec.key[:32]}-{uuid.uuid4().hex[:8]}"
-        async with key_lock(self._root, "submit"):
-            if self.stopped is not None:
-                msg = f"{spec.label}: not submitted: {self.stopped}"
-                raise ProviderError(msg)
-            record = self.journal.begin(
-                spec.key,
-                label=spec.label,
-                recipe=spec.recipe,
-                provider=self.provider,
-                request=body.to_json(),
-                idempotency_key=idempotency_key,
-                estimated_usd=spec.estimated_usd,
-                stage=spec.stage,
-            )
-            try:
-                submitted = await client.submit(body, idempotency_key=idempotency_key)
-            except SubmitInDoubt as exc:
-                record = self.journal.advance(record, "in_doubt", error=str(exc))
-            except RequestRejected as exc:
-                self.journal.advance(record, "failed", error=str(exc))
-                msg = f"{spec.label}: EmpirioLabs refused the request (nothing was charged): {exc}"
-                raise ProviderError(msg) from exc
-            except (AuthError, InsufficientCredits, ModelNotFound) as exc:
-                self.journal.discard(record)  # the POST certainly charged nothing
-                self.stopped = f"{exc} (no further jobs are submitted in this run)"
-                msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
-                raise ProviderError(msg) from exc
-            except (RateLimited, ProviderError) as exc:
-                self.journal.discard(record)
-                msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
-                raise ProviderError(msg) from exc
-            # Cancelled (Ctrl-C) or a bug mid-POST: the record stays ``submitting``; the next
-            # run treats it as in doubt and settles it from the usage API.
-            else:
-                record = self.journal.advance(record, "submitted", job_id=submitted.job_id)
-        if record.state == "in_doubt":
-            settled = await self._in_doubt(spec, record, fresh=True)
-            if settled is None:  # proven not charged, or the user allows paying again
-                return await self._submit(client, spec)
-            record = settled
+        attempt, idem = self._next.pop(spec.key, (0, idempotency_key(spec.key, 0)))
+        async with self._submit_lock:  # one at a time: a 401 or 402 stops the ones behind it
+            return await self._post(client, spec, body, attempt, idem)
+
+    async def _post(
+        self, client: EmpirioLabsClient, spec: JobSpec, body: SubmitRequest, attempt: int, idem: str
+    ) -> JobRecord:
+        if self.stopped is not None:
+            msg = f"{spec.label}: not submitted: {self.stopped}"
+            raise ProviderError(msg)
+        record = self.journal.begin(
+            spec.key,
+            label=spec.label,
+            recipe=spec.recipe,
+            provider=self.provider,
+            request=body.to_json(),
+            idempotency_key=idem,
+            estimated_usd=spec.estimated_usd,
+            stage=spec.stage,
+            attempt=attempt,
+        )
+        try:
+            submitted = await client.submit(body, idempotency_key=idem)
+        except SubmitInDoubt as exc:
+            record = self.journal.advance(record, "in_doubt", error=str(exc))
+            self.in_doubt.append(record)
+            if self.free:  # the simulator has nothing to lose: try once more, now
+                self.journal.archive(record, "simulated: nothing to lose by submitting again")
+                return await self._post(client, spec, body, attempt, idem)
+            raise ProviderError(_in_doubt_message(spec.label, record)) from exc
+        except RequestRejected as exc:
+            self.journal.advance(record, "failed", error=str(exc))
+            msg = f"{spec.label}: EmpirioLabs refused the request (nothing was charged): {exc}"
+            raise ProviderError(msg) from exc
+        except (AuthError, InsufficientCredits, ModelNotFound) as exc:
+            self.journal.discard(record)  # the POST certainly charged nothing
+            self.stopped = f"{exc} (no further jobs are submitted in this run)"
+            msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
+            raise ProviderError(msg) from exc
+        except (RateLimited, ProviderError) as exc:
+            self.journal.discard(record)
+            msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
+            raise ProviderError(msg) from exc
+        # Cancelled (Ctrl-C) or a bug mid-POST: the record stays ``submitting``; the next
+        # run treats it as in doubt.
+        record = self.journal.advance(record, "submitted", job_id=submitted.job_id)
         self.submitted.append(record)
         self.emit(
             JobSubmitted(
@@ -547,59 +553,15 @@ class GenerationSession:
         )
         return record
 
-    async def _wait(self, client: EmpirioLabsClient, spec: JobSpec, record: JobRecord) -> JobRecord:
-        assert record.job_id is not None
-        try:
-            job = await client.wait(record.job_id, timeout=self.options.job_timeout)
-        except JobNotFound as exc:
-            record = self.journal.advance(record, "lost", error=str(exc))
-            if self.free:
-                self.journal.archive(record, "simulated job unknown to this run's simulator")
-                fresh = await self._submit(client, spec)
-                return await self._wait(client, spec, fresh)
-            msg = f"{spec.label}: {exc}"
-            raise ProviderError(msg) from exc
-        for warning in client.warnings:
-            self.emit(Warning(warning))
-        client.warnings.clear()
-        if job.state == "failed":
-            reason = job.error or "no reason given"
-            self.journal.advance(record, "failed", error=reason)
-            msg = (
-                f"{spec.label}: EmpirioLabs job {record.job_id} failed: {reason}. Run with "
-                "--retry-failed to submit it again (it is charged again)"
-            )
-            raise ProviderError(msg)
-        billed = _billed_seconds(job.usage)
-        record = self.journal.advance(record, "completed", output_urls=job.output_urls)
-        if billed is not None:
-            record = self.journal.annotate(record, billed_seconds=billed)
-        return record
 
-    async def _download(
-        self, client: EmpirioLabsClient, spec: JobSpec, record: JobRecord, workdir: Path
-    ) -> Path:
-        dest = workdir / "video.mp4"
-        problems = []
-        for url in record.output_urls:
-            try:
-                await client.download(url, dest, max_bytes=_MAX_DOWNLOAD)
-            except ProviderError as exc:
-                problems.append(str(exc))
-                continue
-            return dest
-        if not problems:
-            problems.append("the job named no output URL")
-        if any("HTTP 4" in p for p in problems) and not any("HTTP 5" in p for p in problems):
-            self.journal.advance(record, "lost", error="; ".join(problems))
-            hint = LOST_HINT
-        else:
-            hint = "run again to retry the download (the job is not generated again)"
-        msg = (
-            f"{spec.label}: job {record.job_id} finished but its video could not be "
-            f"downloaded: {'; '.join(problems)}; {hint}"
-        )
-        raise ProviderError(msg)
+def _in_doubt_message(label: str, record: JobRecord) -> str:
+    return (
+        f"{label}: a job may already have been charged (${record.estimated_usd:.2f}) but its id "
+        f"is unknown: {record.error} It stays in doubt until you decide: `motionflow jobs` "
+        "lists the account's charges around that time (with their videos); attach one with "
+        f"`motionflow jobs adopt {record.key[:12]} --event ID`, or {RESUBMIT_HINT} (sent with "
+        "the same Idempotency-Key)"
+    )
 
 
 def session_factory(
@@ -624,13 +586,16 @@ def session_factory(
     env = options.env if options.env is not None else os.environ
     paid = any(p.instance.impl.paid for p in plan.to_run)
     spec = publisher_spec(provider, plan.recipe.model.publish, publish) if paid else None
-    if paid and provider != "simulate" and not env.get("EMPIRIOLABS_API_KEY", "").strip():
-        msg = (
-            f"{plan.recipe.display}: provider empiriolabs needs an API key: set "
-            "EMPIRIOLABS_API_KEY (sk-empiriolabs-...), or use provider: simulate to try the "
-            "recipe for free. Nothing was submitted"
-        )
-        raise UsageError(msg)
+    if paid and provider != "simulate":
+        key = env.get("EMPIRIOLABS_API_KEY", "").strip()
+        if not key:
+            msg = (
+                f"{plan.recipe.display}: provider empiriolabs needs an API key: set "
+                "EMPIRIOLABS_API_KEY (sk-empiriolabs-...), or use provider: simulate to try the "
+                "recipe for free. Nothing was submitted"
+            )
+            raise UsageError(msg)
+        check_api_key(key)  # before any journal record: a bad key costs nothing
 
     def origin_of(digest: str) -> str | None:
         found = cache.get("origin:" + digest)
@@ -659,7 +624,7 @@ def session_factory(
             msg = "no publisher configured"
             raise UsageError(msg)
         memo = None if provider == "simulate" else cache
-        session = GenerationSession(provider, cache.root, memo, publisher, options, emit)
+        session = GenerationSession(provider, cache, memo, publisher, options, emit)
         holder.append(session)
         return session
 
