@@ -277,7 +277,9 @@ def forget(cache_dir: str | None, keys: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps([{"key": k, "usd": round(u, 2)} for k, u in dropped]))
         return
     for key, usd in dropped:
-        note = f"; the next run pays {_money(usd)} again" if usd else ""
+        note = (
+            f"; the next run pays {_money(usd)} again" if usd else "; the next run makes it again"
+        )
         _console().print(f"forgot {key[:12]}{note}")
 
 

@@ -133,7 +133,7 @@ def jobs(
             _age(r.age_seconds),
             "free" if r.free else _money(r.estimated_usd),
             "$0.00" if r.free else charged,
-            escape(r.error[:120]),
+            escape(r.error if len(r.error) <= 60 else r.error[:59] + "…"),
         )
     console.print(table)
     for r in rows:

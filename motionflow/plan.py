@@ -308,9 +308,12 @@ def already_paid(cache: Cache, key: str) -> str | None:
     from motionflow.cache.journal import Journal
 
     record = Journal(cache.root).get(key)
-    if record is None or record.job_id is None or record.state not in _RESUMED:
+    if record is None or record.state not in _RESUMED:
         return None
-    return f"resume job {record.job_id} ({record.state}, already paid)"
+    if record.job_id is None and record.adopted_event is None:
+        return None
+    what = f"job {record.job_id}" if record.job_id else f"adopted charge {record.adopted_event}"
+    return f"resume {what} ({record.state}, already paid)"
 
 
 _RESUMED = frozenset({"submitted", "completed", "stored"})

@@ -238,6 +238,27 @@ def test_10_jobs_of_an_interrupted_run_with_other_vars_are_collected(service: Se
 # -- 15, 16: one record per key; the ledger counts each charge once --------------------------
 
 
+@pytest.mark.fake(faults=Faults(created_then_5xx=1))
+def test_15_an_archived_in_doubt_record_is_never_settled_over_the_current_one(
+    service: Service,
+) -> None:
+    service.recipe(OUTFITS[:1])
+    assert service.run_json()["_exit"] == 1
+    (doubt,) = service.jobs()
+    (candidate,) = doubt["candidates"]
+    paid = service.run_json("--resubmit-in-doubt")
+    assert paid["_exit"] == 0, paid["_stderr"]
+    before = {p.name: p.read_bytes() for p in (service.cache / "journal").rglob("*.json")}
+    # the archived record's charge cannot be attached any more: its key has a live record
+    late = service.cli("jobs", "adopt", doubt["key"][:12], "--event", candidate["event_id"])
+    assert late.returncode == 2
+    again = service.run_json()
+    assert again["_exit"] == 0 and again["jobs_submitted"] == 0
+    after = {p.name: p.read_bytes() for p in (service.cache / "journal").rglob("*.json")}
+    assert after == before  # neither the archived nor the current record was rewritten
+    assert [r["state"] for r in service.jobs("--all")] == ["in_doubt", "stored"]
+
+
 def test_15_an_archived_record_is_never_written_again(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     assert service.run_json()["_exit"] == 0

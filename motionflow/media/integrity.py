@@ -285,9 +285,12 @@ class DecodeCheck:
         with self._guard:
             lock = self._locks.setdefault(digest, threading.Lock())
         with lock:
-            if digest in self._verdicts:
-                return self._verdicts[digest]
             name = memo_name(digest)
+            if digest in self._verdicts:
+                verdict = self._verdicts[digest]
+                if verdict is None and memo is not None and memo.get(name) is None:
+                    memo.set(name, {"ok": True})  # known good in this process: share it
+                return verdict
             known = memo.get(name) if memo is not None else None
             if isinstance(known, dict) and known.get("ok") is True:
                 self._verdicts[digest] = None

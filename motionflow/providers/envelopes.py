@@ -351,8 +351,8 @@ class SubmitInDoubt(ProviderError):  # noqa: N818 - the name says it
         """The error for a submit sent at ``sent_at`` whose outcome ``reason`` leaves open."""
         msg = (
             f"the submit sent at {sent_at.isoformat(timespec='seconds')} (Idempotency-Key "
-            f"{idempotency_key!r}) may have reached EmpirioLabs and been charged: {reason}. "
-            f"It was not resent; look for it in the account usage, and {RESUBMIT_HINT}"
+            f"{idempotency_key!r}) may have reached EmpirioLabs and been charged "
+            f"({reason.rstrip('.')}); it was not resent"
         )
         return cls(msg, idempotency_key=idempotency_key, sent_at=sent_at)
 

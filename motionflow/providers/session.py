@@ -557,7 +557,7 @@ class GenerationSession:
 def _in_doubt_message(label: str, record: JobRecord) -> str:
     return (
         f"{label}: a job may already have been charged (${record.estimated_usd:.2f}) but its id "
-        f"is unknown: {record.error} It stays in doubt until you decide: `motionflow jobs` "
+        f"is unknown: {record.error}. It stays in doubt until you decide: `motionflow jobs` "
         "lists the account's charges around that time (with their videos); attach one with "
         f"`motionflow jobs adopt {record.key[:12]} --event ID`, or {RESUBMIT_HINT} (sent with "
         "the same Idempotency-Key)"
