@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,3 +121,22 @@ def files_under() -> Callable[[Path], dict[str, tuple[int, int]]]:
         }
 
     return snap
+
+
+@pytest.fixture
+def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The paid-run rig of ``service.py``: the fake EmpirioLabs server and a static host.
+
+    ``@pytest.mark.fake(...)`` passes FakeConfig settings (``faults=Faults(...)``).
+    """
+    from service import make_service, new_project
+
+    marker = request.node.get_closest_marker("fake")
+    config = dict(marker.kwargs) if marker else {}
+    root, cache = new_project(tmp_path)
+    svc = make_service(root, cache, **config)
+    try:
+        yield svc
+    finally:
+        svc.static.stop()
+        svc.fake.stop()

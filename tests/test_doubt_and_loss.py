@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,6 @@ from motionflow.fakeapi.faults import JOB_PATH, SUBMIT_PATH, Faults
 from motionflow.media.probe import probe
 
 OUTFITS = ["red jacket", "white hoodie"]
-
-
-@pytest.fixture
-def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
-    """The rig; ``@pytest.mark.fake(...)`` passes FakeConfig settings (``faults=Faults(...)``)."""
-    marker = request.node.get_closest_marker("fake")
-    config = dict(marker.kwargs) if marker else {}
-    root, cache = new_project(tmp_path)
-    svc = make_service(root, cache, **config)
-    try:
-        yield svc
-    finally:
-        svc.static.stop()
-        svc.fake.stop()
 
 
 def _ours(svc: Service) -> list[dict[str, object]]:

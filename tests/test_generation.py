@@ -7,7 +7,6 @@ the service was charged for (accepted submits, counted by the fake server).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,6 @@ from motionflow.fakeapi.faults import JOB_PATH, SUBMIT_PATH, Faults
 from motionflow.fakeapi.placeholder import LABEL
 
 OUTFITS = ["red jacket", "white hoodie", "blue coat"]
-
-
-@pytest.fixture
-def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
-    """The rig; ``@pytest.mark.fake(...)`` passes FakeConfig settings (``faults=Faults(...)``)."""
-    marker = request.node.get_closest_marker("fake")
-    config = dict(marker.kwargs) if marker else {}
-    root, cache = new_project(tmp_path)
-    svc = make_service(root, cache, **config)
-    try:
-        yield svc
-    finally:
-        svc.static.stop()
-        svc.fake.stop()
 
 
 def _videos(svc: Service, name: str = "paid") -> list[Path]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,6 @@ from service import API_KEY, Service, make_service, new_project
 from motionflow.fakeapi.faults import SUBMIT_PATH, Faults
 
 OUTFITS = ["red jacket", "white hoodie"]
-
-
-@pytest.fixture
-def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
-    marker = request.node.get_closest_marker("fake")
-    config = dict(marker.kwargs) if marker else {}
-    root, cache = new_project(tmp_path)
-    svc = make_service(root, cache, **config)
-    try:
-        yield svc
-    finally:
-        svc.static.stop()
-        svc.fake.stop()
 
 
 def _forms(key: str) -> list[str]:

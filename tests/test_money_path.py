@@ -17,41 +17,19 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import blake3
 import pytest
-from conftest import Project
-from service import Service, make_service, new_project
+from conftest import SMALL_RECIPE, Project
+from service import Service
 
 from motionflow.keys import canonical_json
 
-VARS_RECIPE = """\
-version: 1
-name: small
-provider: simulate
-vars: {place: rooftop}
-matrix:
-  outfit: [red jacket, white hoodie]
-inputs:
-  hero: assets/hero.png
-  dance: assets/dance.mp4
-stages:
-  prompt:
-    uses: prompt
-    with: {template: "A dancer in a {{ outfit }} on a {{ place }}."}
-  take:
-    uses: kling.motion_control
-    with:
-      image: ${inputs.hero}
-      video: ${inputs.dance}
-      prompt: ${stages.prompt.text}
-      character_orientation: video
-      duration: 3
-outputs: [take]
-"""
+VARS_RECIPE = SMALL_RECIPE.replace(
+    "provider: simulate\n", "provider: simulate\nvars: {place: rooftop}\n"
+).replace("on a rooftop.", "on a {{ place }}.")
 
 #: The generation's video is made by ``clip``: its key is unknown until ``clip`` has run.
 CLIPPED = """\
@@ -76,17 +54,6 @@ stages:
       duration: 3
 outputs: [take]
 """
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    root, cache = new_project(tmp_path)
-    svc = make_service(root, cache)
-    try:
-        yield svc
-    finally:
-        svc.static.stop()
-        svc.fake.stop()
 
 
 def clipped(service: Service) -> str:

@@ -8,26 +8,14 @@ import pty
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ASSETS
-from service import Service, make_service, new_project
+from service import Service
 
 from motionflow.fakeapi.faults import SUBMIT_PATH, UPLOAD_PATH
 from motionflow.publish.fileserver import FileServer
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
-    root, cache = new_project(tmp_path)
-    svc = make_service(root, cache)
-    try:
-        yield svc
-    finally:
-        svc.static.stop()
-        svc.fake.stop()
 
 
 def _use(svc: Service, name: str, publish: str, inputs: str | None = None) -> None:

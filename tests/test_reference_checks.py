@@ -25,20 +25,6 @@ from motionflow.publish.local import published_name
 from motionflow.publish.verify import url_problem
 from motionflow.stages.base import FileArtifact
 
-
-@pytest.fixture
-def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
-    """The paid-run rig; ``@pytest.mark.fake(...)`` passes FakeConfig settings."""
-    marker = request.node.get_closest_marker("fake")
-    root, cache = new_project(tmp_path)
-    svc = make_service(root, cache, **(dict(marker.kwargs) if marker else {}))
-    try:
-        yield svc
-    finally:
-        svc.static.stop()
-        svc.fake.stop()
-
-
 # -- corrupt media, made from the sample clip and image ------------------------------------------
 
 
