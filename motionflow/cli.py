@@ -626,11 +626,14 @@ def run(
     Jobs interrupted by Ctrl-C or a crash are resumed (polled, downloaded), never paid again;
     the --resubmit-*/--retry-* flags are the only ways to pay twice for one generation.
     """
+    from motionflow.cache.journal import Journal
     from motionflow.cache.store import default_cache_dir
     from motionflow.stamp import check_stamp, write_stamp
 
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-    if not recheck and plan_file is None:  # a reviewed plan is always checked in full
+    with _errors():
+        waiting = bool(Journal(cache_root).open_keys())  # paid jobs to collect, or to report
+    if not recheck and plan_file is None and not waiting:  # a reviewed plan: checked in full
         summary = check_stamp(cache_root, Path(recipe), list(var), allow_outside_project)
         if summary is not None:
             if as_json:

@@ -373,21 +373,35 @@ class _Harvest:
         from motionflow.cache.journal import Journal
         from motionflow.providers.session import IN_FLIGHT, GenerationSession
 
-        records = [
-            r
-            for r in Journal(self.cache.root).all()
-            if r.state in IN_FLIGHT and r.provider == "empiriolabs" and r.key not in self.skip
-        ]
+        journal = Journal(self.cache.root)
+        keys = journal.open_keys() - self.skip  # cheap: no record is read when none is open
+        found = [r for r in (journal.get(k) for k in sorted(keys)) if r is not None]
+        for record in found:
+            if record.provider == "simulate" and record.state in IN_FLIGHT:
+                # its simulator died with the run that made it: nothing to fetch, nothing paid
+                async with key_lock(self.cache.root, record.key):  # unless it runs right now
+                    current = journal.get(record.key)
+                    if current is not None and current.state in IN_FLIGHT:
+                        why = "simulated job of an earlier run; its simulator is gone"
+                        journal.archive(current, why)
+        doubts = [r for r in found if r.provider != "simulate" and r.state not in IN_FLIGHT]
+        if doubts:
+            self.waiting.append(
+                f"{len(doubts)} submit(s) of earlier runs are in doubt (maybe charged): "
+                "`motionflow jobs` shows the account's charges around each; adopt one or pay "
+                "again with --resubmit-in-doubt"
+            )
+        records = [r for r in found if r.state in IN_FLIGHT and r.provider == "empiriolabs"]
         if not records:
             return
         env = self.options.env if self.options.env is not None else os.environ
         if not env.get("EMPIRIOLABS_API_KEY", "").strip():
-            self.waiting = [
+            self.waiting.append(
                 f"{len(records)} paid job(s) of earlier runs are still to be fetched "
                 f"({', '.join(sorted({r.label for r in records})[:5])}); set "
                 "EMPIRIOLABS_API_KEY and run `motionflow jobs collect` within the hour the "
                 "service keeps them"
-            ]
+            )
             return
         from motionflow.providers.empiriolabs import check_api_key
 

@@ -17,6 +17,11 @@ pays again (``--resubmit-in-doubt``, with the same ``Idempotency-Key``).
 A record moved to ``journal/archive/`` (the user paid again, or a stored video is downloaded
 again) is history: it is never written again.
 
+``journal/open/<key>`` marks every key whose record is not settled yet (submitting, submitted,
+completed, in doubt): listing that folder is how a run with nothing to do of its own learns,
+without reading every record, that paid jobs are waiting. A marker is made before its record
+is written and removed after, so a crash can leave a marker too many, never one too few.
+
 A record is one JSON file, ``journal/<key>.json``, replaced atomically (temp file, fsync,
 rename, fsync of the folder) so a crash, even ``kill -9``, leaves the old record or the new
 one, never half of either. ``submitting`` is written before the POST and ``submitted`` (with
@@ -35,9 +40,11 @@ from typing import Any
 
 from motionflow.errors import CacheError
 
-__all__ = ["STATES", "JobRecord", "Journal"]
+__all__ = ["OPEN", "STATES", "JobRecord", "Journal"]
 
 STATES = ("submitting", "submitted", "completed", "stored", "in_doubt", "failed", "lost")
+OPEN = frozenset({"submitting", "submitted", "completed", "in_doubt"})
+"""States of a record that waits on the service or on the user."""
 _NEXT: dict[str, tuple[str, ...]] = {
     "submitting": ("submitted", "in_doubt", "failed"),
     "submitted": ("completed", "failed", "lost"),
@@ -124,6 +131,49 @@ class Journal:
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.json"
 
+    def last_archived(self, key: str) -> JobRecord | None:
+        """The most recently archived record of ``key``, or None.
+
+        Raises:
+            CacheError: that record cannot be read.
+        """
+        folder = self.folder / "archive"
+        paths = sorted(folder.glob(f"{key}.*.json")) if folder.is_dir() else []
+        return self._read(paths[-1]) if paths else None
+
+    def open_keys(self) -> set[str]:
+        """Keys that may have a record waiting on the service or the user (cheap: no reads).
+
+        Markers of records settled since (a crash between the write and the marker's removal)
+        are removed here, so the set shrinks back to the truth.
+        """
+        folder = self.folder / "open"
+        try:
+            keys = {entry.name for entry in folder.iterdir()}
+        except FileNotFoundError:
+            return set()
+        except OSError as exc:
+            msg = f"cannot list the journal's open jobs in {str(folder)!r}: {exc}"
+            raise CacheError(msg) from exc
+        for key in sorted(keys):
+            record = self.get(key)
+            if record is None or record.state not in OPEN:
+                (folder / key).unlink(missing_ok=True)
+                keys.discard(key)
+        return keys
+
+    def _mark(self, record: JobRecord, *, open_: bool) -> None:
+        marker = self.folder / "open" / record.key
+        try:
+            if open_:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            else:
+                marker.unlink(missing_ok=True)
+        except OSError as exc:
+            msg = f"cannot write the journal in {str(self.folder)!r}: {exc}; nothing was submitted"
+            raise CacheError(msg) from exc
+
     def get(self, key: str) -> JobRecord | None:
         """The record of ``key``, or None when no job was ever started for it.
 
@@ -170,6 +220,7 @@ class Journal:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         self._write(record, self.folder / "archive" / f"{record.key}.{stamp}.json")
         self._path(record.key).unlink(missing_ok=True)
+        self._mark(record, open_=False)
 
     def is_current(self, record: JobRecord) -> bool:
         """True when ``record`` is the key's live record (not archived, not replaced)."""
@@ -198,6 +249,7 @@ class Journal:
             msg = f"journal: {record.key[:12]}… is {record.state}; only a submit can be forgotten"
             raise CacheError(msg)
         self._path(record.key).unlink(missing_ok=True)
+        self._mark(record, open_=False)
 
     def annotate(self, record: JobRecord, **changes: Any) -> JobRecord:
         """Record facts that are not a transition (the charged amount, billed seconds)."""
@@ -271,7 +323,14 @@ class Journal:
         return record
 
     def _write(self, record: JobRecord, path: Path | None = None) -> None:
-        path = path or self._path(record.key)
+        live = path is None
+        if live and record.state in OPEN:
+            self._mark(record, open_=True)  # before: a crash leaves a marker too many
+        self._store(record, path or self._path(record.key))
+        if live and record.state not in OPEN:
+            self._mark(record, open_=False)  # after: never one too few
+
+    def _store(self, record: JobRecord, path: Path) -> None:
         folder = path.parent
         tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:

@@ -216,7 +216,6 @@ class GenerationSession:
         self._collector: Collector | None = None
         self._started = asyncio.Lock()
         self._submit_lock = asyncio.Lock()
-        self._next: dict[str, tuple[int, str]] = {}
         self.stopped: str | None = None
         """Why no more jobs may be submitted this run (bad key, no credits), or None."""
         self.touched: list[JobRecord] = []
@@ -431,14 +430,11 @@ class GenerationSession:
             if self.free or self.options.resubmit_in_doubt:
                 why = "simulated" if self.free else "resubmitted with --resubmit-in-doubt"
                 self.journal.archive(record, f"{why} (same Idempotency-Key)")
-                self._next[spec.key] = (record.attempt, record.idempotency_key)
                 return None
             raise ProviderError(_in_doubt_message(spec.label, record))
         if record.state == "failed":
             if self.options.retry_failed or self.free:
                 self.journal.archive(record, "retried with --retry-failed")
-                attempt = record.attempt + 1
-                self._next[spec.key] = (attempt, idempotency_key(spec.key, attempt))
                 return None
             msg = (
                 f"{spec.label}: EmpirioLabs job {record.job_id} failed: {record.error}. It is not "
@@ -449,8 +445,6 @@ class GenerationSession:
         if record.state == "lost":
             if self.options.resubmit_lost or self.free:
                 self.journal.archive(record, "resubmitted after the result was lost")
-                attempt = record.attempt + 1
-                self._next[spec.key] = (attempt, idempotency_key(spec.key, attempt))
                 return None
             msg = (
                 f"{spec.label}: the result of job {record.job_id} is lost ({record.error}); "
@@ -477,6 +471,21 @@ class GenerationSession:
             fresh, "completed", output_urls=record.output_urls, actual_usd=None
         )
 
+    def _attempt(self, key: str) -> tuple[int, str]:
+        """The attempt number and ``Idempotency-Key`` of the next submit of ``key``.
+
+        Read from the key's last archived record, so a crash between archiving it and
+        journaling the new submit changes nothing: a submit in doubt is sent again with its
+        own key; a job the user paid again for (failed, lost, or a result forgotten) gets the
+        next attempt, so the service makes a new video.
+        """
+        last = self.journal.last_archived(key)
+        if last is None:
+            return 0, idempotency_key(key, 0)
+        if last.state in {"in_doubt", "submitting"}:
+            return last.attempt, last.idempotency_key
+        return last.attempt + 1, idempotency_key(key, last.attempt + 1)
+
     async def _publish(self, spec: JobSpec) -> tuple[str, str]:
         if self._urls is None:
             msg = f"{spec.label}: no publisher is configured for this session"
@@ -499,7 +508,7 @@ class GenerationSession:
             duration=spec.duration,
             keep_original_sound=spec.keep_original_sound,
         )
-        attempt, idem = self._next.pop(spec.key, (0, idempotency_key(spec.key, 0)))
+        attempt, idem = self._attempt(spec.key)
         async with self._submit_lock:  # one at a time: a 401 or 402 stops the ones behind it
             return await self._post(client, spec, body, attempt, idem)
 
