@@ -1,40 +1,46 @@
 """Never pay twice, as a model: random runs, kills, faults and untruths against one account.
 
 A Hypothesis state machine (:class:`MoneyModel`) owns one fake EmpirioLabs server, one static
-host and one project with its cache per example, and drives random sequences of what a user
-and a shared, imperfect account do to it:
+host and one project with its cache per example. Each example draws the account (does the
+service honour ``Idempotency-Key``? does it forget a job 1 s after it ends, the client being
+told so?), starts with a run of the recipe (two outfits, 3 s, maybe killed), then drives
+random steps of what a user and a shared, imperfect account do:
 
-- ``motionflow run`` (normal), a run killed with SIGKILL after a drawn delay, ``run
-  --resubmit-in-doubt``, ``run --resubmit-lost`` (only once something is lost),
+- ``motionflow run``; a run (or ``run --resubmit-in-doubt``) killed with SIGKILL after a
+  drawn delay; ``run --resubmit-in-doubt``; ``run --resubmit-lost`` once something is lost;
   ``motionflow jobs collect``;
-- arming a drawn subset of faults and untruths before a run (late submits, a job created then
-  a 5xx, a reset after the request was read, a garbage answer, 404s on polls and downloads, an
-  HTML error page for a video, 5xx on polls, a stranger's job per submit, clock skew, cut usage
-  pages, other spellings of the mode, error bodies that echo the API key);
-- a stranger's job billed to the account; editing the recipe (one more outfit, or the other
-  ``--var style``);
+- before each of those, a drawn set of faults and untruths is armed: late submits, a job
+  created then a 5xx, a reset after the request was read, a garbage answer, 404s on polls and
+  on downloads, an HTML error page for a video, 5xx on polls, a stranger's job with each of
+  our submits or one right now, clock skew of +-8 s, usage pages of two events, another
+  spelling of the mode, error bodies that echo the API key;
+- editing the recipe: one more outfit, or the other ``--var style``;
 - a careful user adopting, for a submit in doubt, the candidate charge whose video really is
-  that submit's (the model knows the truth: ``fake.charges()``).
+  that submit's (``motionflow jobs --json`` candidates, checked against ``fake.charges()``).
 
-After every step it checks (``_check_*``):
+After every step it checks:
 
-a. a request (``Idempotency-Key``) is billed at most once, unless the user paid again for it
-   with ``--resubmit-in-doubt`` (once more per such run; never when the fake honours the key);
+a. a request (``Idempotency-Key``) is billed at most once, plus once per run in which the user
+   paid again for it with ``--resubmit-in-doubt``; exactly once when the key is honoured;
 b. every stored result is a job submitted for its key: its charge is ours and carries the
-   record's ``Idempotency-Key``, never a stranger's;
+   record's ``Idempotency-Key`` (never a stranger's), and the cache holds that job's video;
 c. nothing is ``lost`` while the service still holds it (the fake answers 404 for its id);
 d. the ledger (``motionflow spend --json``) brackets what the service billed for our jobs:
-   charged <= billed <= charged + in doubt; at teardown, after a clean settle (adopt what is
-   ours, ``run --resubmit-in-doubt --resubmit-lost``, ``jobs collect``), charged equals what
-   the journal's jobs were billed, and every charge no record holds is a submit in doubt the
-   user paid again for; with an honoured key, charged equals the bill;
+   charged <= billed <= charged + in doubt. At teardown, after a clean settle (faults off;
+   adopt what is ours; ``run --resubmit-in-doubt --resubmit-lost`` for each var used; ``jobs
+   collect``; every record stored), charged equals the bill of the journal's jobs exactly,
+   and every charge no record holds is a request the user paid again for (none when the key
+   is honoured);
 e. the API key is in no file (name or bytes) under the project and the cache, and in no CLI
    output.
 
-Sizes come from MOTIONFLOW_MODEL_EXAMPLES (3) and MOTIONFLOW_MODEL_STEPS (6); the seed is
+And one more, beyond a-e: f. a run that exits 0 and reports nothing pending leaves no job in
+flight ("every ``motionflow run`` first collects in-flight jobs of the cache").
+
+Sizes come from MOTIONFLOW_MODEL_EXAMPLES (6) and MOTIONFLOW_MODEL_STEPS (10); the seed is
 fixed (``derandomize``). Shrinking is off unless MOTIONFLOW_MODEL_SHRINK=1 (every step is a
-process; a shrink takes many minutes). ``benchmarks/soak_money.py`` runs the same machine
-longer and counts instead of failing (``MoneyModel.strict = False``).
+process; a shrink takes many minutes); a failure names the steps that led to it.
+``benchmarks/soak_money.py`` runs the same machine longer and counts instead of failing.
 """
 
 from __future__ import annotations
@@ -52,22 +58,33 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
-    precondition,
     rule,
 )
 from service import API_KEY, Service, make_service, new_project
 
 from motionflow.cache.journal import JobRecord, Journal
+from motionflow.cache.store import Cache
 from motionflow.fakeapi.faults import JOB_PATH
 from motionflow.providers.collect import retention_deadline
 
-OUTFITS = ["red jacket", "white hoodie", "blue coat", "green scarf"]
+# The recipe starts with two outfits; an edit adds the next one (new paid work for a run).
+OUTFITS = [
+    "red jacket",
+    "white hoodie",
+    "blue coat",
+    "green scarf",
+    "black suit",
+    "gold cape",
+    "grey vest",
+    "pink dress",
+]
 STYLES = ["plain", "neon"]
 TIME_SCALE = 0.02
 # What must never appear: the whole key, and its distinctive middle (a partial leak).
@@ -100,14 +117,6 @@ FAULTS = st.sets(st.sampled_from(ARMABLE), max_size=4)
 # can really be forgotten before the next run comes for it, and be lost.
 SHORT_RETENTION = 1.0
 SHORT_JOB_TIMEOUT = 1.0
-
-# f. (beyond a-e) A run that exits 0 and reports no pending job leaves no job in flight: "every
-# `motionflow run` first collects in-flight jobs of the cache". Off while this bug stands:
-# BUG (stamp no-op skips the harvest): when the run stamp says nothing changed for RECIPE+vars,
-# `motionflow run` returns the stored summary before the executor's harvest starts, so paid
-# jobs in flight of other vars (or of a killed run) are neither collected nor mentioned
-# (motionflow/cli.py `run` -> check_stamp). Counted as "quiet runs leaving jobs in flight".
-CHECK_QUIET_RUNS_COLLECT = False
 
 
 def _env_int(name: str, default: int) -> int:
@@ -162,7 +171,9 @@ class MoneyModel(RuleBasedStateMachine):
     stats: ClassVar[Counter[str]] = Counter()
     """Figures summed over every example of the process (read by the soak benchmark)."""
     violations: ClassVar[list[str]] = []
-    """Every violation seen while not ``strict``."""
+    """Every violation seen (while not ``strict``, the machine carries on after one)."""
+    errors: ClassVar[list[str]] = []
+    """Every other failure of a step (a crash, an unexpected exit code), with its story."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -189,6 +200,7 @@ class MoneyModel(RuleBasedStateMachine):
         self.short = False
         self.consented: Counter[str] = Counter()  # idempotency key -> pay-again runs
         self.checked_lost: set[str] = set()
+        self.checked_blobs: set[tuple[str, str, str]] = set()
         self.broken = False
         self.steps: list[str] = []
 
@@ -200,8 +212,10 @@ class MoneyModel(RuleBasedStateMachine):
             self.steps.append(name)
         try:
             yield
-        except BaseException:
+        except BaseException as exc:
             self.broken = True
+            story = " -> ".join(self.steps[-12:])
+            type(self).errors.append(f"{type(exc).__name__}: {exc}"[:3000] + f"\n  steps: {story}")
             raise
 
     def violate(self, message: str) -> None:
@@ -241,8 +255,7 @@ class MoneyModel(RuleBasedStateMachine):
         if not left:
             return
         type(self).stats["quiet runs leaving jobs in flight"] += 1
-        if CHECK_QUIET_RUNS_COLLECT:
-            self.violate(f"f. a run exited 0, reported nothing pending, and left {left}")
+        self.violate(f"f. a run exited 0, reported nothing pending, and left {left}")
 
     def records(self, *, archived: bool = False) -> list[JobRecord]:
         return Journal(self.svc.cache).all(archived=archived)
@@ -251,9 +264,15 @@ class MoneyModel(RuleBasedStateMachine):
         return [r for r in self.records() if r.state in states]
 
     # -- setup ------------------------------------------------------------------------------
-    @initialize(honour=st.booleans(), short=st.booleans())
-    def account(self, honour: bool, short: bool) -> None:
-        """Whether the service honours Idempotency-Key, and how long it keeps a job."""
+    @initialize(
+        honour=st.booleans(),
+        short=st.booleans(),
+        faults=FAULTS,
+        kill=st.none() | st.floats(min_value=0.3, max_value=1.3),
+    )
+    def start(self, honour: bool, short: bool, faults: set[str], kill: float | None) -> None:
+        """The account (does it honour Idempotency-Key? how long does it keep a job?), then a
+        first run of the recipe (maybe killed): every example pays for something."""
         with self.step(f"account(honour={honour}, short_retention={short})"):
             self.honour, self.short = honour, short
             self.svc.fake.arm(honour_idempotency_key=honour)
@@ -261,10 +280,6 @@ class MoneyModel(RuleBasedStateMachine):
                 self.svc.fake.arm(retention_seconds=SHORT_RETENTION / TIME_SCALE)
                 self.svc.env["EMPIRIOLABS_RETENTION_SECONDS"] = str(SHORT_RETENTION)
                 self.svc.env["EMPIRIOLABS_JOB_TIMEOUT"] = str(SHORT_JOB_TIMEOUT)
-
-    @initialize(faults=FAULTS, kill=st.none() | st.floats(min_value=0.3, max_value=1.3))
-    def first_run(self, faults: set[str], kill: float | None) -> None:
-        """Every example starts with a run of the recipe (maybe killed), then random steps."""
         if kill is None:
             self.run_normal(faults)
         else:
@@ -276,47 +291,71 @@ class MoneyModel(RuleBasedStateMachine):
         with self.step("run" + self.arm(faults)):
             self.run()
 
-    @rule(faults=FAULTS, delay=st.floats(min_value=0.3, max_value=1.3))
-    def run_killed(self, faults: set[str], delay: float) -> None:
-        with self.step(f"run killed after {delay:.2f}s" + self.arm(faults)):
-            proc = self.svc.popen("run", "paid.yaml", "--var", f"style={self.style}", "--json")
+    # A killed run may be one that pays again: killed between archiving the old record and
+    # journaling the new submit, the next plain run must still send the new attempt's key
+    # (test_a_crash_inside_resubmit_lost_keeps_the_new_attempt).
+    @rule(
+        faults=FAULTS,
+        delay=st.floats(min_value=0.3, max_value=1.3),
+        flags=st.sampled_from([(), ("--resubmit-in-doubt",), ("--resubmit-lost",)]),
+    )
+    def run_killed(self, faults: set[str], delay: float, flags: tuple[str, ...] = ()) -> None:
+        name = " ".join(["run", *flags])
+        with self.step(f"{name} killed after {delay:.2f}s" + self.arm(faults)):
+            before = self.paying_again_for()
+            proc = self.svc.popen(
+                "run", "paid.yaml", "--var", f"style={self.style}", *flags, "--json"
+            )
             time.sleep(delay)
             killed = proc.poll() is None
             if killed:
                 proc.kill()  # SIGKILL: no cleanup, no finally blocks
             out, err = proc.communicate(timeout=120)
-            self._check_output("run (killed)", out + err)
+            self._check_output(f"{name} (killed)", out + err)
             type(self).stats["runs"] += 1
             type(self).stats["kills"] += int(killed)
             if not killed:
                 assert "Traceback" not in err, err
+                assert proc.returncode in {0, 1}, f"{name} exited {proc.returncode}:\n{err}"
+            if flags:
+                self.paid_again(before)
 
     @rule(faults=FAULTS)
     def run_resubmit_in_doubt(self, faults: set[str]) -> None:
         with self.step("run --resubmit-in-doubt" + self.arm(faults)):
             self._paying_again("--resubmit-in-doubt")
 
-    @precondition(lambda self: bool(self.current("lost")))
+    # No preconditions on the journal: it is outside Hypothesis' view, and a replay whose rules
+    # depended on it would draw differently. A rule with nothing to do does nothing.
     @rule()
     def run_resubmit_lost(self) -> None:
-        with self.step("run --resubmit-lost"):
-            self._paying_again("--resubmit-lost")
+        if self.current("lost"):
+            with self.step("run --resubmit-lost"):
+                self._paying_again("--resubmit-lost")
 
     def _paying_again(self, *flags: str) -> int:
         """A run with pay-again flags; note which requests the user paid for again."""
-        before = {(r.key, r.started_at): r for r in self.current("in_doubt", "submitting", "lost")}
+        before = self.paying_again_for()
         code = self.run(*flags)
+        self.paid_again(before)
+        return code
+
+    def paying_again_for(self) -> dict[tuple[str, str], JobRecord]:
+        """The records a pay-again flag may replace, before the run."""
+        return {(r.key, r.started_at): r for r in self.current("in_doubt", "submitting", "lost")}
+
+    def paid_again(self, before: dict[tuple[str, str], JobRecord]) -> None:
+        """Consent for each record the run replaced: its request may be billed once more."""
         journal = Journal(self.svc.cache)
         for (key, started), old in before.items():
             now = journal.get(key)
             if now is not None and now.started_at == started:
                 continue  # still the same record: not paid again
-            if old.state == "lost":
+            if old.state == "lost":  # a new attempt: a new Idempotency-Key
                 type(self).stats["paid again (--resubmit-lost)"] += 1
             else:  # the same Idempotency-Key is sent again
                 self.consented[old.idempotency_key] += 1
                 type(self).stats["paid again (--resubmit-in-doubt)"] += 1
-        return code
 
     @rule(faults=FAULTS)
     def jobs_collect(self, faults: set[str]) -> None:
@@ -324,12 +363,12 @@ class MoneyModel(RuleBasedStateMachine):
             code, _, err = self.cli("jobs", "collect", "--json")
             assert code in {0, 1}, err
 
-    @precondition(lambda self: bool(self.current("in_doubt")))
     @rule()
     def adopt_what_is_ours(self) -> None:
         """A careful user: looks at each candidate's video and adopts the one that is ours."""
-        with self.step("jobs adopt (careful)"):
-            self._adopt_ours()
+        if self.current("in_doubt"):
+            with self.step("jobs adopt (careful)"):
+                self._adopt_ours()
 
     def _adopt_ours(self) -> None:
         code, out, err = self.cli("jobs", "--json")
@@ -382,14 +421,16 @@ class MoneyModel(RuleBasedStateMachine):
 
     @rule(what=st.sampled_from(["outfit", "var"]))
     def edit_recipe(self, what: str) -> None:
-        with self.step(f"edit {what}"):
-            if what == "outfit" and len(self.outfits) < len(OUTFITS):
-                self.outfits = OUTFITS[: len(self.outfits) + 1]
+        """One more outfit (while the pool lasts; then the var), or the other ``--var style``."""
+        if what == "outfit" and len(self.outfits) < len(OUTFITS):
+            self.outfits = OUTFITS[: len(self.outfits) + 1]
+            with self.step(f"edit: add outfit {self.outfits[-1]!r}"):
                 write_recipe(self.svc, self.outfits)
-            else:
-                self.style = STYLES[1 - STYLES.index(self.style)]
-                if self.style not in self.styles_used:
-                    self.styles_used.append(self.style)
+            return
+        self.style = STYLES[1 - STYLES.index(self.style)]
+        with self.step(f"edit: --var style={self.style}"):
+            if self.style not in self.styles_used:
+                self.styles_used.append(self.style)
 
     # -- the invariants ---------------------------------------------------------------------
     @invariant()
@@ -412,11 +453,25 @@ class MoneyModel(RuleBasedStateMachine):
                     f"{self.honour}; resubmissions the user asked for: {self.consented[key]})"
                 )
 
+    @contextmanager
+    def truthful(self) -> Iterator[None]:
+        """The fake without the faults that lie about jobs and files, for the checks' own GETs."""
+        fake = self.svc.fake
+        lies = ("poll_not_found", "server_errors", "file_not_found", "file_error_page")
+        held = fake.faults
+        fake.arm(**dict.fromkeys(lies, 0))
+        try:
+            yield
+        finally:
+            fake.arm(**{name: getattr(held, name) for name in lies})
+
     def _check_stored_are_ours(self) -> None:
-        """b. every stored result is a charge of ours, for the record's own request."""
+        """b. every stored result is a charge of ours, for the record's own request; the
+        bytes in the cache are that job's video."""
         charges = self.svc.fake.charges()
         by_id = {c["job_id"]: c for c in charges}
         by_url = {bare(c["output_url"]): c for c in charges if c["output_url"]}
+        current = {(r.key, r.started_at) for r in self.records()}
         for record in self.records(archived=True):
             if record.state != "stored":
                 continue
@@ -434,6 +489,22 @@ class MoneyModel(RuleBasedStateMachine):
                     f"b. {record.label} ({record.idempotency_key}) stored job "
                     f"{charge['job_id']} submitted as {charge['idempotency_key']}"
                 )
+            elif (record.key, record.started_at) in current:
+                self._check_stored_bytes(record, charge)
+
+    def _check_stored_bytes(self, record: JobRecord, charge: dict[str, Any]) -> None:
+        seen = (record.key, record.started_at, record.blob or "")
+        if seen in self.checked_blobs:
+            return
+        blob = Cache(self.svc.cache).blob_path(record.blob or "")
+        with self.truthful():
+            video = httpx.get(charge["output_url"], timeout=30).content
+        if not blob.is_file() or blob.read_bytes() != video:
+            self.violate(
+                f"b. {record.label}: the cache's blob {record.blob} is not the video of job "
+                f"{charge['job_id']}"
+            )
+        self.checked_blobs.add(seen)
 
     def _check_lost_are_gone(self) -> None:
         """c. a job is lost only when the service really answers 404 for it."""
@@ -445,10 +516,7 @@ class MoneyModel(RuleBasedStateMachine):
         if not lost:
             return
         fake = self.svc.fake
-        held = fake.faults
-        # Ask without the lies: no 404 or 5xx fault may answer for the service.
-        fake.arm(poll_not_found=0, server_errors=0, file_not_found=0, file_error_page=0)
-        try:
+        with self.truthful():  # no 404 or 5xx fault may answer for the service
             for record in lost:
                 answer = httpx.get(
                     f"{fake.url}/v1/jobs/{record.job_id}",
@@ -465,13 +533,6 @@ class MoneyModel(RuleBasedStateMachine):
                         f"c. {record.label}: job {record.job_id} marked lost "
                         f"({record.error}) but the service answers {answer.status_code}"
                     )
-        finally:
-            fake.arm(
-                poll_not_found=held.poll_not_found,
-                server_errors=held.server_errors,
-                file_not_found=held.file_not_found,
-                file_error_page=held.file_error_page,
-            )
 
     def _spend(self) -> tuple[float, float]:
         code, out, err = self.cli("spend", "--json")
@@ -517,7 +578,8 @@ class MoneyModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             if not self.broken:
-                self._settle()
+                with self.step():
+                    self._settle()
         finally:
             self.svc.static.stop()
             self.svc.fake.stop()
@@ -598,7 +660,63 @@ def model_settings(examples: int, steps: int, *, shrink: bool) -> settings:
 
 TestMoneyModel = MoneyModel.TestCase
 TestMoneyModel.settings = model_settings(
-    _env_int("MOTIONFLOW_MODEL_EXAMPLES", 3),
-    _env_int("MOTIONFLOW_MODEL_STEPS", 6),
+    _env_int("MOTIONFLOW_MODEL_EXAMPLES", 6),
+    _env_int("MOTIONFLOW_MODEL_STEPS", 10),
     shrink=os.environ.get("MOTIONFLOW_MODEL_SHRINK", "") == "1",
 )
+
+
+# -- two product bugs the model found (fixed in f4de0d8), each by its smallest reproduction -----
+# The model's rig: jobs take 0.5 s, so a run can be killed while one is in flight.
+SLOW_JOBS = pytest.mark.fake(queue_seconds=10.0, processing_seconds=15.0)
+
+
+def _kill_once_submitted(svc: Service, *args: str) -> None:
+    """Start ``motionflow run paid.yaml ARGS`` and SIGKILL it once a job id is journaled."""
+    journal = Journal(svc.cache)
+    before = {r.key for r in journal.all() if r.state == "submitted"}
+    proc = svc.popen("run", "paid.yaml", *args, "--json")
+    deadline = time.monotonic() + 30
+    while not {r.key for r in journal.all() if r.state == "submitted"} - before:
+        assert proc.poll() is None and time.monotonic() < deadline, "no job was submitted"
+        time.sleep(0.005)
+    proc.kill()
+    proc.communicate(timeout=60)
+
+
+@SLOW_JOBS
+def test_a_run_with_nothing_to_do_still_collects_jobs_in_flight(service: Service) -> None:
+    svc = service
+    write_recipe(svc, OUTFITS[:1])
+    assert svc.run_json("--var", "style=plain")["_exit"] == 0  # clean: the stamp is written
+    _kill_once_submitted(svc, "--var", "style=neon")  # a paid job of the other var in flight
+    again = svc.run_json("--var", "style=plain")
+    assert again["_exit"] == 0, again["_stderr"]
+    # "every `motionflow run` first collects in-flight jobs of the cache", or says it could not
+    assert again["jobs_collected"] == 1 or again["jobs_pending"], again
+    assert [r.state for r in Journal(svc.cache).all()] == ["stored", "stored"]
+
+
+@SLOW_JOBS
+def test_a_crash_inside_resubmit_lost_keeps_the_new_attempt(service: Service) -> None:
+    svc = service
+    svc.fake.arm(honour_idempotency_key=True)
+    # the client may call a job lost 1 s after it was submitted (job timeout 1 s, retention 0)
+    svc.env.update(EMPIRIOLABS_RETENTION_SECONDS="0", EMPIRIOLABS_JOB_TIMEOUT="1")
+    write_recipe(svc, OUTFITS[:1])
+    _kill_once_submitted(svc)
+    svc.fake.wait_for_workers()
+    svc.fake.advance(1e6)  # the service forgets the job
+    time.sleep(1.5)
+    assert svc.run_json()["_exit"] == 1
+    journal = Journal(svc.cache)
+    (lost,) = journal.all()
+    assert lost.state == "lost"
+    # `run --resubmit-lost`, SIGKILLed right after `_resumable` archived the lost record and
+    # before `_post` journaled the new `submitting` one (publishing the inputs runs between):
+    journal.archive(lost, "resubmitted after the result was lost")
+    svc.run_json()
+    (again,) = journal.all()
+    assert again.attempt == lost.attempt + 1  # the attempt the user paid for ...
+    assert again.idempotency_key != lost.idempotency_key  # ... with its own key ...
+    assert again.job_id != lost.job_id  # ... so the service makes a new video
