@@ -8,6 +8,8 @@ docs/sweeps.md.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from motionflow.budget import BudgetCheck
 
 __all__ = [
+    "MAX_PLAN_BYTES",
     "PLAN_FORMAT",
     "PLAN_VERSION",
     "load_plan",
@@ -39,6 +42,8 @@ PLAN_FORMAT = "motionflow-plan"
 #: 2: ``--var`` flags as a mapping, the budget, and every instance's known components
 #: (rendered prompt and parameters even while its key is unknown). Version 1 files are refused.
 PLAN_VERSION = 2
+#: Largest plan file read (64 MiB): a plan of a 10,000-variant sweep is a few megabytes.
+MAX_PLAN_BYTES = 64 << 20
 
 
 def _digest(body: dict[str, Any]) -> str:
@@ -164,6 +169,32 @@ def _check_money(path: Path, document: dict[str, Any]) -> None:
         finite_usd(limit, f"{where}: 'budget.max_usd'", fix)
 
 
+def _read_plan(path: Path) -> bytes:
+    """The bytes of a plan file: a regular file of at most :data:`MAX_PLAN_BYTES`, so that
+    ``/dev/zero``, a FIFO or a huge file is refused instead of read forever."""
+    big = f"it is larger than {MAX_PLAN_BYTES >> 20} MiB ({MAX_PLAN_BYTES:,} bytes)"
+    odd = "it is not a regular file (a device, FIFO or folder?)"
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise _malformed(path, odd)
+        if info.st_size > MAX_PLAN_BYTES:
+            raise _malformed(path, big)
+        # O_NONBLOCK: had the file been swapped for a FIFO since stat(), open() must not hang
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise _malformed(path, odd)
+            data = handle.read(MAX_PLAN_BYTES + 1)  # bounded, in case the file grows
+    except OSError as exc:
+        raise _malformed(path, f"cannot read it ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # a NUL in the path
+        raise _malformed(path, f"cannot read it ({exc})") from exc
+    if len(data) > MAX_PLAN_BYTES:
+        raise _malformed(path, big)
+    return data
+
+
 def load_plan(path: Path) -> dict[str, Any]:
     """Read and verify a plan file (its format, its fields, its amounts and its own digest).
 
@@ -171,12 +202,13 @@ def load_plan(path: Path) -> dict[str, Any]:
         UsageError: the file is missing, unreadable, not a plan file, holds an amount that is
             not a finite number >= 0, or was edited by hand.
     """
+    data = _read_plan(path)
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise _malformed(path, f"cannot read it ({exc.strerror or exc})") from exc
-    except ValueError as exc:
+        document = json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError is one too
         raise _malformed(path, f"it is not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise _malformed(path, "its JSON nests too deep to be a plan") from exc
     if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
         raise _malformed(path, f'it is not a motionflow plan (no "format": {PLAN_FORMAT!r})')
     if document.get("version") != PLAN_VERSION:
@@ -206,7 +238,7 @@ def load_plan(path: Path) -> dict[str, Any]:
     body = {k: v for k, v in document.items() if k != "digest"}
     try:
         digest = _digest(body)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _malformed(path, f"it holds values a plan cannot ({exc})") from exc
     if digest != document["digest"]:
         raise _malformed(path, "its digest does not match its content (it was edited)")

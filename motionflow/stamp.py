@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import blake3
+
+from motionflow.limits import MAX_RECIPE_BYTES
 
 if TYPE_CHECKING:
     from motionflow.cache.store import Cache
@@ -70,6 +73,9 @@ def check_stamp(
     """The stored summary of the last clean run if nothing it depended on changed, else None."""
     try:
         recipe = recipe.resolve()
+        info = recipe.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECIPE_BYTES:
+            return None  # a FIFO or a huge file: the full load refuses it with a message
         stamp = json.loads(_stamp_file(cache_root, recipe).read_text(encoding="utf-8"))
         if stamp.get("context") != _context(cache_root, recipe, raw_vars, allow_outside):
             return None

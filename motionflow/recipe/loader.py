@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +13,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from motionflow.errors import Diagnostic, RecipeError
+from motionflow.limits import MAX_RECIPE_BYTES
 from motionflow.project import find_project_root
-from motionflow.recipe.matrix import Variant, expand_matrix
+from motionflow.recipe.matrix import Variant, expand_matrix, max_variants
 from motionflow.recipe.schema import Budget, RecipeModel, RemoteInput, StageSpec
 from motionflow.recipe.yamlpos import SourceMap, load_yaml
 
-__all__ = ["Recipe", "load_recipe", "parse_var"]
+__all__ = ["MAX_RECIPE_BYTES", "Recipe", "load_recipe", "parse_var"]
+
+#: Largest recipe file read (1 MiB): hand-written recipes are a few kilobytes.
 
 _FIELDS: dict[str, list[str]] = {
     "recipe": [f.alias or n for n, f in RecipeModel.model_fields.items()],
@@ -82,6 +87,44 @@ def parse_var(text: str) -> tuple[str, Any]:
     if isinstance(value, dict | list) or value is None:
         value = raw
     return name.strip(), value
+
+
+def _read_recipe(file: Path, display: str) -> str:
+    """The text of a recipe file, refusing anything but a regular file of at most
+    :data:`MAX_RECIPE_BYTES` (``/dev/zero`` never ends, a FIFO blocks, a huge file fills memory).
+
+    Raises:
+        RecipeError: the file is missing, not a regular file, too large, or not UTF-8 text.
+    """
+    cap = f"{MAX_RECIPE_BYTES:,} bytes ({MAX_RECIPE_BYTES >> 20} MiB)"
+    big = f"it is larger than {cap}; a recipe is a short YAML text file: check the path"
+    odd = "it is not a regular file (a device, FIFO or folder?); give the path of a .yaml file"
+    try:
+        info = file.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise RecipeError([Diagnostic(f"cannot read the recipe {display!r}: {odd}", display)])
+        if info.st_size > MAX_RECIPE_BYTES:
+            raise RecipeError([Diagnostic(f"cannot read the recipe {display!r}: {big}", display)])
+        # O_NONBLOCK: had the file been swapped for a FIFO since stat(), open() must not hang
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                msg = f"cannot read the recipe {display!r}: {odd}"
+                raise RecipeError([Diagnostic(msg, display)])
+            data = handle.read(MAX_RECIPE_BYTES + 1)  # bounded, in case the file grows
+    except FileNotFoundError as exc:
+        msg = f"no recipe file at {display!r}; check the path (recipes usually end in .yaml)"
+        raise RecipeError([Diagnostic(msg, display)]) from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        msg = f"cannot read the recipe {display!r}: {exc}; it must be a UTF-8 YAML text file"
+        raise RecipeError([Diagnostic(msg, display)]) from exc
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError([Diagnostic(f"cannot read the recipe {display!r}: {big}", display)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        msg = f"cannot read the recipe {display!r}: {exc}; it must be a UTF-8 YAML text file"
+        raise RecipeError([Diagnostic(msg, display)]) from exc
 
 
 def _allowed_fields(parent: tuple[Any, ...]) -> list[str]:
@@ -196,14 +239,7 @@ def load_recipe(
     """
     display = str(path)
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        msg = f"no recipe file at {display!r}; check the path (recipes usually end in .yaml)"
-        raise RecipeError([Diagnostic(msg, display)]) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        msg = f"cannot read the recipe {display!r}: {exc}; it must be a UTF-8 YAML text file"
-        raise RecipeError([Diagnostic(msg, display)]) from exc
+    text = _read_recipe(file, display)
     data, smap = load_yaml(text, display)
     if not isinstance(data, dict):
         msg = "a recipe is a YAML mapping (version:, stages:, ...); this file holds "
@@ -233,7 +269,7 @@ def load_recipe(
             problems.append(Diagnostic(msg, display))
         else:
             variables[name] = value
-    variants = expand_matrix(model.matrix, smap, problems)
+    variants = expand_matrix(model.matrix, smap, problems, limit=max_variants())
     axes = {k for v in variants for k, _ in v.values}
     for clash in sorted(axes & set(variables)):
         msg = f"{clash!r} is both a var and a matrix axis; rename one of them"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,10 +12,22 @@ from typing import Any
 
 import blake3
 
-from motionflow.errors import Diagnostic
+from motionflow.errors import Diagnostic, UsageError
 from motionflow.recipe.yamlpos import SourceMap
 
-__all__ = ["Variant", "expand_matrix", "slugify"]
+__all__ = [
+    "DEFAULT_MAX_VARIANTS",
+    "MAX_VARIANTS_ENV",
+    "Variant",
+    "expand_matrix",
+    "max_variants",
+    "slugify",
+]
+
+#: Most variants a matrix may make unless :data:`MAX_VARIANTS_ENV` says otherwise: far more than
+#: anyone reviews, far fewer than what exhausts memory (10 axes of 10 values make 10^10).
+DEFAULT_MAX_VARIANTS = 10_000
+MAX_VARIANTS_ENV = "MOTIONFLOW_MAX_VARIANTS"
 
 _MAX_ID = 60
 _SCALARS = (str, int, float, bool)
@@ -61,13 +75,43 @@ def _matches(combo: Mapping[str, Any], pattern: Mapping[str, Any]) -> bool:
     return all(k in combo and combo[k] == v for k, v in pattern.items())
 
 
+def max_variants(environ: Mapping[str, str] | None = None) -> int:
+    """The variant cap: ``MOTIONFLOW_MAX_VARIANTS`` if set, else :data:`DEFAULT_MAX_VARIANTS`.
+
+    Raises:
+        UsageError: the variable is set to something other than a whole number >= 1.
+    """
+    raw = (os.environ if environ is None else environ).get(MAX_VARIANTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_VARIANTS
+    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        msg = (
+            f"{MAX_VARIANTS_ENV}={raw[:40]!r} is not a whole number >= 1; set it to the most"
+            f" variants a matrix may make (e.g. {MAX_VARIANTS_ENV}=50000) or unset it for the"
+            f" default, {DEFAULT_MAX_VARIANTS:,}"
+        )
+        raise UsageError(msg)
+    return int(raw)
+
+
 def expand_matrix(
-    matrix: Mapping[str, Any], smap: SourceMap, problems: list[Diagnostic]
+    matrix: Mapping[str, Any],
+    smap: SourceMap,
+    problems: list[Diagnostic],
+    *,
+    limit: int = DEFAULT_MAX_VARIANTS,
 ) -> list[Variant]:
     """Expand axes, apply ``exclude`` then ``include`` (GitHub Actions rules), and name each cell.
 
     ``include`` entries extend every combination they can be added to without overwriting an
     axis value; an entry that extends none becomes a combination of its own.
+
+    Args:
+        matrix: the recipe's ``matrix:``.
+        smap: positions, for located problems.
+        problems: where problems are appended.
+        limit: the most variants the matrix may make (see :func:`max_variants`); counted
+            before expanding, so a huge matrix is refused without being built.
     """
     axes: dict[str, list[Any]] = {}
     for name, values in matrix.items():
@@ -126,6 +170,19 @@ def expand_matrix(
                     f"exclude names {unknown}, which are not matrix axes ({sorted(axes)})",
                 )
             )
+    would_make = math.prod(len(v) for v in axes.values()) + len(includes)
+    if would_make > limit:
+        made = " x ".join(f"{len(v)} {k}" for k, v in axes.items()) or "no axes"
+        if includes:
+            made += f", plus {len(includes)} include entries"
+        msg = (
+            f"this matrix would make {would_make:,} variants ({made}), more than the limit of"
+            f" {limit:,}; remove axes or values, or raise the limit with the environment"
+            f" variable {MAX_VARIANTS_ENV}={would_make}"
+        )
+        problems.append(smap.diagnostic(("matrix",), msg, at_key=True))
+        first = tuple((name, values[0]) for name, values in axes.items())
+        return [Variant(_variant_id(first), first)]  # one cell: the rest is still checked
     names = list(axes)
     combos: list[dict[str, Any]] = [
         dict(zip(names, cell, strict=True)) for cell in itertools.product(*axes.values())

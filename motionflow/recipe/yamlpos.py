@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from motionflow.errors import Diagnostic, RecipeError
 
-__all__ = ["Position", "SourceMap", "load_yaml"]
+__all__ = ["MAX_YAML_DEPTH", "MAX_YAML_NODES", "Position", "SourceMap", "load_yaml"]
+
+#: Most values (scalars, lists, mappings) one recipe may hold, counting every alias (``*name``)
+#: and merge (``<<``) as the copy it makes. Hand-written recipes stay far below it; an "alias
+#: bomb" (nine aliases of nine aliases ... of a list) would expand to billions.
+MAX_YAML_NODES = 100_000
+#: Deepest nesting of lists and mappings; deeper YAML crashes the C parser (or Python's stack).
+MAX_YAML_DEPTH = 200
 
 try:  # the C loader is ~10x faster; both are the *safe* loaders
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -79,7 +86,16 @@ class SourceMap:
 _constructor = yaml.constructor.SafeConstructor()
 
 
-def _at_mark(smap: SourceMap, mark: yaml.Mark | None, message: str) -> Diagnostic:
+class _Mark(Protocol):
+    """A PyYAML position (``yaml.Mark``, or the C parser's own), 0-based."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def column(self) -> int: ...
+
+
+def _at_mark(smap: SourceMap, mark: _Mark | None, message: str) -> Diagnostic:
     """A diagnostic at a PyYAML mark (0-based) showing that line."""
     if mark is None:
         return Diagnostic(message, smap.filename)
@@ -88,17 +104,80 @@ def _at_mark(smap: SourceMap, mark: yaml.Mark | None, message: str) -> Diagnosti
     return Diagnostic(message, smap.filename, line, mark.column + 1, source)
 
 
-def _build(node: yaml.Node, path: Path_, smap: SourceMap, problems: list[Diagnostic]) -> Any:
+class _TooBigError(Exception):
+    """The document expands past :data:`MAX_YAML_NODES`; ``mark`` is the alias that did it."""
+
+    def __init__(self, mark: yaml.Mark | None) -> None:
+        super().__init__()
+        self.mark = mark
+
+
+@dataclass
+class _Budget:
+    """Nodes left to build, the nodes built once already (reached again only by an alias) and
+    where the alias now being expanded is used."""
+
+    left: int = MAX_YAML_NODES
+    built: set[int] = field(default_factory=set)
+    alias_mark: yaml.Mark | None = None
+
+
+def _merged_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many key/value pairs ``node`` holds once its merge keys (<<) are resolved.
+
+    Memoised per node, so a chain of merges of merges costs its size in the file, not the
+    (possibly exponential) size it expands to; :meth:`flatten_mapping` copies lists of pairs.
+    """
+    if not isinstance(node, yaml.MappingNode):
+        return 0
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = 0  # a merge cycle cannot be written in YAML, but be safe
+    total = 0
+    for key_node, value_node in node.value:
+        if key_node.tag != "tag:yaml.org,2002:merge":
+            total += 1
+        elif isinstance(value_node, yaml.SequenceNode):
+            total += sum(_merged_size(sub, sizes) for sub in value_node.value)
+        else:
+            total += _merged_size(value_node, sizes)
+        total = min(total, MAX_YAML_NODES + 1)
+    sizes[id(node)] = total
+    return total
+
+
+def _build(
+    node: yaml.Node,
+    path: Path_,
+    smap: SourceMap,
+    problems: list[Diagnostic],
+    budget: _Budget,
+    used_at: yaml.Mark | None = None,
+) -> Any:
     mark = node.start_mark
+    budget.left -= 1
+    if budget.left < 0:
+        raise _TooBigError(budget.alias_mark or used_at or mark)
+    outermost_alias = False
+    if id(node) in budget.built and budget.alias_mark is None:  # reached through an alias
+        budget.alias_mark, outermost_alias = used_at or mark, True
+    budget.built.add(id(node))
     style = getattr(node, "style", None)
     multiline = node.end_mark.line != mark.line
     smap.values.setdefault(path, Position(mark.line + 1, mark.column + 1, style, multiline))
+    result: Any
     if isinstance(node, yaml.MappingNode):
+        if _merged_size(node, {}) > MAX_YAML_NODES:
+            raise _TooBigError(budget.alias_mark or mark)
         _constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
-        result: dict[Any, Any] = {}
+        result = {}
         for key_node, value_node in node.value:
-            key = _constructor.construct_object(key_node, deep=True)
             key_mark = key_node.start_mark
+            if not isinstance(key_node, yaml.ScalarNode):  # never expand an aliased key
+                key = None
+            else:
+                key = _constructor.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) or key is None:
                 msg = "mapping keys must be plain words; quote this key or rename it"
                 problems.append(_at_mark(smap, key_mark, msg))
@@ -114,11 +193,34 @@ def _build(node: yaml.Node, path: Path_, smap: SourceMap, problems: list[Diagnos
                 problems.append(_at_mark(smap, key_mark, msg))
                 continue
             smap.keys[child] = Position(key_mark.line + 1, key_mark.column + 1)
-            result[key] = _build(value_node, child, smap, problems)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), smap, problems) for i, item in enumerate(node.value)]
-    return _constructor.construct_object(node, deep=True)
+            result[key] = _build(value_node, child, smap, problems, budget, key_mark)
+    elif isinstance(node, yaml.SequenceNode):
+        result = []
+        after = mark  # an alias item has no mark of its own: point just after the item before
+        for i, item in enumerate(node.value):
+            result.append(_build(item, (*path, i), smap, problems, budget, after))
+            after = item.end_mark if item.end_mark.line == mark.line else mark
+    else:
+        result = _constructor.construct_object(node, deep=True)
+    if outermost_alias:
+        budget.alias_mark = None
+    return result
+
+
+def _check_depth(text: str, smap: SourceMap) -> None:
+    """Refuse nesting deeper than :data:`MAX_YAML_DEPTH` before composing (which recurses)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                msg = (
+                    f"lists and mappings nest more than {MAX_YAML_DEPTH} deep here; a recipe"
+                    " never needs that: flatten the structure"
+                )
+                raise RecipeError([_at_mark(smap, event.start_mark, msg)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
@@ -129,6 +231,7 @@ def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
     """
     smap = SourceMap(filename, text.splitlines())
     try:
+        _check_depth(text, smap)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -145,7 +248,19 @@ def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
         return None, smap
     problems: list[Diagnostic] = []
     try:
-        data = _build(node, (), smap, problems)
+        data = _build(node, (), smap, problems, _Budget())
+    except _TooBigError as exc:
+        msg = (
+            f"the YAML expands to more than {MAX_YAML_NODES:,} values through aliases (*name) or"
+            " merges (<<) used here (an alias bomb?); write the values out or use fewer aliases"
+        )
+        raise RecipeError([_at_mark(smap, exc.mark, msg)]) from exc
+    except RecursionError as exc:  # a chain of thousands of aliases of aliases (or merges)
+        msg = (
+            "aliases (*name) or merges (<<) chain thousands of levels deep; a recipe never"
+            " needs that: write the values out or use fewer aliases"
+        )
+        raise RecipeError([Diagnostic(msg, filename)]) from exc
     except yaml.constructor.ConstructorError as exc:
         msg = f"{exc.problem}; recipes only hold plain YAML (strings, numbers, lists, mappings)"
         raise RecipeError([_at_mark(smap, exc.problem_mark, msg)]) from exc
