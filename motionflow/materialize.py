@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from motionflow.errors import CacheError, UsageError
 from motionflow.graph import Instance
 from motionflow.manifest import Manifest, atomic_copy, atomic_write_text, entry_name
 from motionflow.recipe.matrix import Variant
@@ -44,9 +45,63 @@ def _receipt(
         "environment": components.get("env", {}),
         "outputs": record.get("outputs", {}),
         "generation": record.get("meta", {}),
+        **({"imported": record["imported"]} if "imported" in record else {}),
         "created_at": record.get("created_at"),
         "motionflow_version": record.get("motionflow_version", _version()),
     }
+
+
+def _unsafe(field: Any, out: Any, declared: Any) -> str | None:
+    """Why an output of a cache record cannot name a file under ``out/``, or None."""
+    if not isinstance(field, str) or not field.isidentifier() or field not in declared:
+        return f"output name {field!r} is not an output its stage kind declares"
+    if not isinstance(out, dict):
+        return f"output {field!r} is not an object"
+    if "file" in out:
+        ext = out.get("ext", "")
+        if not isinstance(ext, str) or len(ext) > 32 or (ext and not ext.startswith(".")):
+            return f"output {field!r} has the extension {ext!r}"
+        if any(c in ext for c in "/\\\0") or ext in {".", ".."}:
+            return f"output {field!r} has the extension {ext!r}"
+    return None
+
+
+def _inside(folder: Path, dest: Path, key: str) -> Path:
+    """``dest`` if it is a plain entry of ``folder`` once resolved; else the error (no write)."""
+    home = folder.resolve()
+    resolved = dest.resolve()
+    if dest.is_symlink() or not resolved.is_relative_to(home) or resolved.parent != home:
+        msg = (
+            f"refusing to write {str(dest)!r} for the cache record {key[:12]}…: it would land "
+            f"outside {str(folder)!r} (a symbolic link?); nothing was written there. Remove "
+            "the link and run again"
+        )
+        raise UsageError(msg)
+    return dest
+
+
+def _folder(out_dir: Path, variant_id: str, key: str) -> Path:
+    """``out_dir/<variant>``, created; refused when it, or a folder on the way, is a link.
+
+    ``out/`` itself may be a link (to a bigger disk, say): that is the user's choice. Below
+    it, a link could only come from someone else's files, so nothing is written through one.
+    """
+    folder = out_dir / variant_id
+    base = out_dir.resolve()
+    probe = out_dir
+    for part in ("", *Path(variant_id).parts):  # out/<recipe> itself, then the variant's
+        probe = probe / part
+        if probe.is_symlink() or part in {"..", "/"}:
+            msg = (
+                f"refusing to write the outputs of {key[:12]}… under {str(probe)!r}: it is a "
+                f"symbolic link (or leaves {str(out_dir)!r}); remove it and run again"
+            )
+            raise UsageError(msg)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not folder.resolve().is_relative_to(base):
+        msg = f"refusing to write the outputs of {key[:12]}…: {str(folder)!r} leaves {str(base)!r}"
+        raise UsageError(msg)
+    return folder
 
 
 def materialize(
@@ -75,25 +130,34 @@ def materialize(
         name = entry_name(instance, variant)
         if manifest.files_current(name, key):
             continue
-        folder = out_dir / variant.id
-        folder.mkdir(parents=True, exist_ok=True)
-        files: dict[str, list[int]] = {}
         outputs = record.get("outputs", {})
+        for field, out in outputs.items():
+            problem = _unsafe(field, out, instance.impl.outputs)
+            if problem is not None:
+                msg = (
+                    f"the cache record {key[:12]}… ({instance.impl.kind}, {instance.label}) is "
+                    f"unsafe: {problem}; nothing was written. Remove it with "
+                    f"`motionflow cache forget {key[:12]}`"
+                )
+                raise CacheError(msg)
+        folder = _folder(out_dir, variant.id, key)
+        files: dict[str, list[int]] = {}
         # the first output the stage kind declares is the main one: `sheet.mp4`; the others
         # are named by field: `sheet.layout.json`
         main = next((name for name in instance.impl.outputs if name in outputs), None)
         for field, out in outputs.items():
             stem = base if field == main else f"{base}.{field}"
             if "file" in out:
-                dest = folder / f"{stem}{out.get('ext', '')}"
+                dest = _inside(folder, folder / f"{stem}{out.get('ext', '')}", key)
                 atomic_copy(blob_path(out["file"]), dest)
             else:
                 value = out.get("value")
                 text = value if isinstance(value, str) else json.dumps(value, indent=1)
                 dest = folder / f"{stem}{'.txt' if isinstance(value, str) else '.json'}"
+                dest = _inside(folder, dest, key)
                 atomic_write_text(dest, text + ("\n" if not text.endswith("\n") else ""))
             written.append(dest)
-        receipt = folder / f"{base}.receipt.json"
+        receipt = _inside(folder, folder / f"{base}.receipt.json", key)
         body = _receipt(recipe, instance, variant, key, components, record)
         atomic_write_text(receipt, json.dumps(body, indent=1, sort_keys=True) + "\n")
         written.append(receipt)

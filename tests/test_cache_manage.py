@@ -197,13 +197,18 @@ def test_export_import_lets_a_teammate_reuse_paid_generations(
     mate.write("motionflow.toml", "")
     mate.write("tiny.yaml", RECIPE)
     imported = _json(mate, "import", str(archive))
-    assert len(imported["added"]) == 3 and imported["paid_usd"] == 0  # simulated: free
+    # only the paid result is imported (docs/cache.md, trust model); the free ones recompute
+    assert len(imported["added"]) == 1 and imported["paid_usd"] == 0  # simulated: free
+    assert sorted(why for _, why in imported["skipped"]) == 2 * [
+        "not a paid result: recomputed locally, for free"
+    ]
     run = mate.run_json("tiny.yaml")
-    assert (run["_exit"], run["executed"], run["jobs_submitted"], run["cached"]) == (0, 0, 0, 3)
+    assert (run["_exit"], run["executed"], run["jobs_submitted"], run["cached"]) == (0, 2, 0, 1)
     receipt = json.loads((mate.out("tiny") / "default" / "take.receipt.json").read_text())
     assert receipt["generation"]["job_id"] == _entries(done)["kling.motion_control"]["job_id"]
+    assert receipt["imported"]["from"] == receipt["generation"]["imported_from"] == "tiny.tar.gz"
     again = _json(mate, "import", str(archive))  # existing records are never overwritten
-    assert (again["added"], len(again["present"])) == ([], 3)
+    assert (again["added"], len(again["present"])) == ([], 1)
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

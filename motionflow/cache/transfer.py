@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
+import re
 import tarfile
 import time
 import zlib
@@ -176,6 +178,8 @@ class ImportReport:
         restored: results already recorded whose missing or quarantined file came back.
         present: results already in the cache, left untouched.
         conflicts: results recorded here with other files; never overwritten.
+        skipped: ``[key, why]`` of valid results not taken: free ones are recomputed locally
+            and values are never imported (the trust model in docs/cache.md).
         blobs: files stored.
         paid_usd: the price of the paid results added or restored (what was not paid again).
     """
@@ -185,6 +189,7 @@ class ImportReport:
     restored: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    skipped: list[list[str]] = field(default_factory=list)
     blobs: int = 0
     paid_usd: float = 0.0
 
@@ -215,23 +220,131 @@ def _member_kind(name: str) -> str | None:
     return None
 
 
-def _check_record(src: Path, key: str, record: Any) -> dict[str, Any]:
+#: The extensions of the files our stages write (``executor.store`` keeps ``path.suffix``).
+_EXTENSIONS = frozenset(
+    {
+        *(".mp4", ".m4v", ".mov", ".mkv", ".webm"),
+        *(".png", ".jpg", ".jpeg", ".gif", ".webp"),
+        *(".wav", ".m4a", ".mp3", ".txt", ".json"),
+    }
+)
+#: A free result's file (never imported, see _importable) may have any plain suffix: a python
+#: stage keeps whatever its function wrote. It is still checked, so one rule covers a record.
+_PLAIN_EXT = re.compile(r"(\.[a-z0-9]{1,16})?")
+_DIGEST = re.compile(r"blake3:[0-9a-f]{64}")
+_RECORD_FIELDS = ("stage_kind", "outputs", "meta", "created_at", "motionflow_version")
+#: Generous bounds on a record's JSON (ours are far smaller; a python stage's value may not be).
+_MAX_TEXT = 64 << 10
+_MAX_NAME = 256
+_MAX_DEPTH = 32
+_MAX_ITEMS = 10_000
+
+
+def _json_problem(value: Any, where: str, depth: int = 0) -> tuple[str, str] | None:
+    """``(field, why)`` when ``value`` is not small, finite JSON (bounded depth, text, size)."""
+    if depth > _MAX_DEPTH:
+        return where, f"is nested deeper than {_MAX_DEPTH} levels"
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return None if math.isfinite(value) else (where, f"{value!r} is not a finite number")
+    if isinstance(value, str):
+        return None if len(value) <= _MAX_TEXT else (where, f"is text longer than {_MAX_TEXT}")
+    if isinstance(value, list | dict):
+        if len(value) > _MAX_ITEMS:
+            return where, f"has more than {_MAX_ITEMS} items"
+        for name, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(name, str) and len(name) > _MAX_NAME:
+                return where, f"has a name longer than {_MAX_NAME}"
+            inner = f"{where}.{name}" if isinstance(name, str) else f"{where}[{name}]"
+            problem = _json_problem(item, inner, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    return where, f"holds a {type(value).__name__}"  # pragma: no cover - not from json.loads
+
+
+def _check_record(src: Path, key: str, record: Any, sizes: dict[str, int]) -> dict[str, Any]:
+    """The record rebuilt from its known fields, if it passes the rules our own records follow.
+
+    Args:
+        sizes: bytes of every blob the archive holds or the cache has, by digest.
+
+    Raises:
+        UsageError: naming ``results.json``, the result and the field that breaks a rule.
+    """
+    from motionflow.money import usd_problem
+    from motionflow.stages.registry import get_stage, known_kinds
+
     if not _HEX64.fullmatch(key) or not isinstance(record, dict):
-        raise _bad(src, f"result {key[:16]!r} is not a key and a record")
+        raise _bad(src, f"results.json: result {key[:16]!r} is not a key and a record")
+
+    def refuse(where: str, why: str) -> UsageError:
+        return _bad(src, f"results.json: result {key[:12]}…, field {where}: {why}")
+
+    kind = record.get("stage_kind")
+    if not isinstance(kind, str) or kind not in known_kinds():
+        raise refuse("stage_kind", f"{str(kind)[:_MAX_NAME]!r} is not a known stage kind")
+    stage = get_stage(kind)
+    declared = stage.outputs
     outputs = record.get("outputs")
-    if not isinstance(record.get("stage_kind"), str) or not isinstance(outputs, dict):
-        raise _bad(src, f"result {key[:12]}… has no stage_kind or outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        raise refuse("outputs", "is not a set of outputs")
     for name, out in outputs.items():
-        if not isinstance(out, dict) or not ("file" in out or "value" in out):
-            raise _bad(src, f"output {name!r} of result {key[:12]}… is malformed")
-        digest = out.get("file")
-        if "file" in out and not (
-            isinstance(digest, str)
-            and digest.startswith("blake3:")
-            and _HEX64.fullmatch(digest.removeprefix("blake3:"))
-        ):
-            raise _bad(src, f"output {name!r} of result {key[:12]}… names no blake3 digest")
-    return record
+        where = f"outputs[{name[:_MAX_NAME]!r}]"
+        if not name.isidentifier() or name not in declared:
+            raise refuse(
+                where, f"{kind!r} declares no output of that name (it has {list(declared)})"
+            )
+        if not isinstance(out, dict):
+            raise refuse(where, "is not an object")
+        if declared[name] == "value":
+            if set(out) != {"value"}:
+                raise refuse(where, "a value output holds only 'value'")
+            if problem := _json_problem(out["value"], f"{where}.value"):
+                raise refuse(*problem)
+            continue
+        if set(out) != {"file", "size", "ext"}:
+            raise refuse(where, "a file output holds exactly 'file', 'size' and 'ext'")
+        digest = out["file"]
+        if not (isinstance(digest, str) and _DIGEST.fullmatch(digest)):
+            raise refuse(f"{where}.file", "is not a digest 'blake3:<64 hex digits>'")
+        if digest not in sizes:
+            raise refuse(f"{where}.file", f"the file {digest[:19]}… is not in the archive")
+        size = out["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size != sizes[digest]:
+            raise refuse(f"{where}.size", f"{str(size)[:32]!r} is not the file's size")
+        ext = out["ext"]
+        plain = isinstance(ext, str) and _PLAIN_EXT.fullmatch(ext) and not stage.paid
+        if ext not in _EXTENSIONS and not plain:
+            allowed = ", ".join(sorted(_EXTENSIONS))
+            raise refuse(f"{where}.ext", f"{str(out['ext'])[:32]!r} is not one of {allowed}")
+    meta = record.get("meta", {})
+    if not isinstance(meta, dict):
+        raise refuse("meta", "is not an object")
+    if "estimated_usd" in meta and (why := usd_problem(meta["estimated_usd"])):
+        raise refuse("meta.estimated_usd", why[:_MAX_NAME])
+    if problem := _json_problem(meta, "meta"):
+        raise refuse(*problem)
+    if not isinstance(meta.get("job_id", ""), str):
+        raise refuse("meta.job_id", "is not text")
+    for name in ("created_at", "motionflow_version"):
+        value = record.get(name, "")
+        if not isinstance(value, str) or len(value) > 64:
+            raise refuse(name, "is not a short text")
+    return {name: record[name] for name in _RECORD_FIELDS if name in record}
+
+
+def _importable(record: dict[str, Any]) -> str | None:
+    """Why a valid record is not taken (the trust model, docs/cache.md), or None to take it."""
+    from motionflow.stages.registry import get_stage
+
+    stage = get_stage(record["stage_kind"])
+    if not stage.paid:
+        return "not a paid result: recomputed locally, for free"
+    if any(stage.outputs[name] != "file" for name in record["outputs"]):
+        return "holds values, which are never imported"  # pragma: no cover - no such kind yet
+    return None
 
 
 def import_results(cache: Cache, src: Path) -> ImportReport:
@@ -291,19 +404,39 @@ def import_results(cache: Cache, src: Path) -> ImportReport:
                             receipts[PurePosixPath(member.name).stem] = data
         except UsageError:
             raise
-        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, RecursionError) as exc:
             raise _bad(src, f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(body, dict) or body.get("format") != EXPORT_FORMAT:
             raise _bad(src, "results.json is missing or is not a motionflow export")
         if body.get("version") != _EXPORT_VERSION or not isinstance(body.get("results"), dict):
             raise _bad(src, f"export version {body.get('version')!r} is not supported")
-        results = {k: _check_record(src, k, r) for k, r in body["results"].items()}
+        sizes = {digest: path.stat().st_size for digest, path in staged.items()}
+        for record in body["results"].values():
+            for digest in _digests(record) if isinstance(record, dict) else []:
+                if isinstance(digest, str) and digest not in sizes and cache.has_blob(digest):
+                    sizes[digest] = cache.blob_path(digest).stat().st_size
+        results = {k: _check_record(src, k, r, sizes) for k, r in body["results"].items()}
+        for key, data in receipts.items():
+            try:
+                receipt = json.loads(data, parse_constant=_no_constant)
+            except (ValueError, RecursionError) as exc:
+                raise _bad(src, f"receipts/{key}.json is not JSON ({exc})") from exc
+            if not isinstance(receipt, dict):
+                raise _bad(src, f"receipts/{key}.json is not a JSON object")
+        taken: dict[str, dict[str, Any]] = {}
         for key, record in results.items():
-            for digest in _digests(record):
-                if digest not in staged and not cache.has_blob(digest):
-                    raise _bad(src, f"the file {digest[:19]}… of result {key[:12]}… is missing")
-        _commit_import(cache, src, results, staged, receipts, report)
+            why = _importable(record)
+            if why is None:
+                taken[key] = record
+            else:
+                report.skipped.append([key, why])
+        _commit_import(cache, src, taken, staged, receipts, report)
     return report
+
+
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not a number JSON allows"
+    raise ValueError(msg)
 
 
 def _stage_blob(src: Path, handle: Any, staging: Path, digest: str, size: int) -> Path:
@@ -337,7 +470,9 @@ def _commit_import(
     for key, record in results.items():
         existing = _raw_record(cache, key)
         if existing is None:
-            writes[key] = {**record, "imported": {"from": src.name, "at": _now()}}
+            origin = {"from": src.name, "at": _now()}
+            meta = {**record.get("meta", {}), "imported_from": src.name}
+            writes[key] = {**record, "meta": meta, "imported": origin}
             report.added.append(key)
         elif sorted(_digests(existing)) != sorted(_digests(record)):
             report.conflicts.append(key)
