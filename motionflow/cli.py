@@ -323,7 +323,7 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="Write the plan, stamped with its digests, to a file for `run --plan`.",
+    help="Write the plan, stamped with its digests, to a file for `run --plan` (- for stdout).",
 )
 @_max_usd_option("Judge the plan against this budget (exit 3 over it) instead of budget.max_usd.")
 def plan(
@@ -349,7 +349,7 @@ def plan(
         document = {**_plan_json(planned), "budget": budget.to_json(), "pending_jobs": pending}
         click.echo(json.dumps(document))
     else:
-        console = _console()
+        console = _console(stderr=output == "-")  # stdout carries the plan file
         _print_plan(planned, console, show_all)
         _print_budget(budget, planned.recipe.model.provider, console)
         if note := pending_note(pending):
@@ -357,6 +357,14 @@ def plan(
     if budget.over:  # as `run` would: exit 3, and no plan file to approve
         unwritten = f"; {output} was not written" if output else ""
         _die(BudgetError(f"{budget.refusal()}. Nothing was run{unwritten}"))
+    if output == "-":  # the plan file on standard output, for a pipe or a review tool
+        from motionflow.planfile import plan_document
+
+        if as_json:
+            _die(UsageError("--json and -o - both write to standard output; choose one"))
+        document = plan_document(planned, var, budget)
+        click.echo(json.dumps(document, indent=1, sort_keys=True))
+        return
     if output:
         from motionflow.planfile import plan_document, write_plan
 
@@ -792,15 +800,22 @@ def fake_server(
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to a file.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write to a file (- for stdout)."
+)
 def schema(output: str | None) -> None:
     """Print the JSON Schema of recipes, for editor autocompletion."""
+    from motionflow.manifest import atomic_write_text
+    from motionflow.outfile import output_kind
     from motionflow.recipe.jsonschema import recipe_json_schema
 
     text = json.dumps(recipe_json_schema(), indent=2) + "\n"
-    if output:
+    if output and output != "-":
+        with _errors():
+            if output_kind(Path(output), "the schema") == "discard":
+                return
         try:
-            Path(output).write_text(text, encoding="utf-8")
+            atomic_write_text(Path(output), text)
         except OSError as exc:
             msg = f"cannot write the schema to {output!r}: {exc}; choose a writable path"
             _die(UsageError(msg))

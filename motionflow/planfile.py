@@ -134,6 +134,10 @@ def write_plan(path: Path, document: dict[str, Any]) -> None:
     Raises:
         UsageError: the file cannot be written.
     """
+    from motionflow.outfile import output_kind
+
+    if output_kind(path, "the plan file") == "discard":
+        return
     try:
         atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
     except OSError as exc:

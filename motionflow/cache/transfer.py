@@ -134,7 +134,10 @@ def export_results(cache: Cache, dest: Path, keys: list[str], projects: list[Pat
         "created_at": _now(),
         "results": results,
     }
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    from motionflow.outfile import DEV_NULL, output_kind
+
+    discard = output_kind(dest, "the export") == "discard"
+    tmp = DEV_NULL if discard else dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(tmp, "w:gz") as tar:
@@ -158,12 +161,14 @@ def export_results(cache: Cache, dest: Path, keys: list[str], projects: list[Pat
                     with path.open("rb") as handle:
                         tar.addfile(info, handle)
                     report.blobs += 1
-        tmp.replace(dest)
+        if not discard:
+            tmp.replace(dest)
     except OSError as exc:
         msg = f"cannot write the export {str(dest)!r}: {exc}; choose a writable path"
         raise UsageError(msg) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        if not discard:  # never the null device itself
+            tmp.unlink(missing_ok=True)
     report.keys = list(results)
     report.bytes = dest.stat().st_size
     return report

@@ -1,0 +1,49 @@
+"""Where motionflow writes a file the user named (``plan -o``, ``schema -o``, ``cache export``).
+
+A named output is replaced atomically (a temp file beside it, then a rename) only when it is a
+regular file or does not exist yet: a rename over ``/dev/full`` or a FIFO would replace the
+device node with a plain file (as root, for every program on the machine). ``/dev/null`` is
+written to as it is, so ``-o /dev/null`` discards the output as users expect; anything else that
+is not a regular file is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from motionflow.errors import UsageError
+
+__all__ = ["DEV_NULL", "output_kind"]
+
+DEV_NULL = Path(os.devnull)
+
+
+def output_kind(path: Path, what: str) -> str:
+    """``"discard"`` for the null device, ``"file"`` for a regular file or a new path.
+
+    Raises:
+        UsageError: ``path`` exists and is a device, FIFO, socket or folder (``what`` names the
+            output in the message, e.g. ``"the plan file"``).
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "file"
+    except OSError as exc:
+        msg = f"cannot write {what} to {str(path)!r}: {exc}; choose a writable path"
+        raise UsageError(msg) from exc
+    if stat.S_ISREG(info.st_mode):
+        return "file"
+    try:
+        null = DEV_NULL.stat()
+    except OSError:  # pragma: no cover - every POSIX system has one
+        null = None
+    if null is not None and (info.st_dev, info.st_ino) == (null.st_dev, null.st_ino):
+        return "discard"
+    msg = (
+        f"cannot write {what} to {str(path)!r}: it is not a regular file (a device, FIFO or "
+        "folder), and motionflow never replaces one; give a file path, or - for standard output"
+    )
+    raise UsageError(msg)
