@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["TemplateProblem", "has_jinja", "render_template", "template_names"]
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from jinja2 import Template
-    from jinja2.sandbox import SandboxedEnvironment
+
+    from motionflow.recipe.sandbox import BoundedEnvironment
 
 
 class TemplateProblem(Exception):  # noqa: N818 - internal signal, turned into a Diagnostic
@@ -33,12 +36,13 @@ def has_jinja(text: str) -> bool:
 
 
 @cache
-def _environment() -> SandboxedEnvironment:
+def _environment() -> BoundedEnvironment:
     # Imported lazily: plain recipes (and the no-op fast path) never pay for Jinja2.
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    from motionflow.recipe.sandbox import BoundedEnvironment
+
+    return BoundedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 @cache
@@ -95,9 +99,11 @@ def _slow_render(source: str, context: Mapping[str, Any]) -> str:
     from jinja2 import TemplateError, UndefinedError
     from jinja2.exceptions import SecurityError
 
+    from motionflow.recipe.sandbox import TemplateLimitError, render_bounded
+
     template = _compile(source)
     try:
-        return template.render(context)
+        return render_bounded(template.root_render_func, template.new_context(dict(context)))
     except UndefinedError as exc:
         message = str(exc.message or exc)
         name = message.split("'")[1] if message.count("'") >= 2 else ""
@@ -110,13 +116,39 @@ def _slow_render(source: str, context: Mapping[str, Any]) -> str:
             f"template uses an undefined name: {message}{hint} (defined here: {available}); "
             "add it under vars: or matrix:, or pass --var NAME=VALUE"
         )
-        raise TemplateProblem(msg) from exc
+        raise TemplateProblem(msg, _template_line(template, exc.__traceback__)) from exc
+    except TemplateLimitError as exc:
+        msg = (
+            f"template exceeds a limit of the sandbox: {exc}; templates are for short text "
+            "(see 'Template limits' in docs/recipes.md): compute large values in a python stage"
+        )
+        raise TemplateProblem(msg, _template_line(template, exc.__traceback__)) from exc
     except SecurityError as exc:
         msg = (
             f"template does something the sandbox forbids: {exc}; templates may only format values"
         )
+        raise TemplateProblem(msg, _template_line(template, exc.__traceback__)) from exc
+    except RecursionError as exc:
+        msg = (
+            "template recursion too deep: a macro (or a recursive loop) calls itself without "
+            "end; give it a condition that stops"
+        )
+        raise TemplateProblem(msg) from exc
+    except MemoryError as exc:
+        msg = "template ran out of memory; templates are for short text"
         raise TemplateProblem(msg) from exc
     except TemplateError as exc:
         raise TemplateProblem(f"template error: {exc}") from exc
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
-        raise TemplateProblem(f"template failed while rendering: {exc}") from exc
+        msg = f"template failed while rendering: {exc}"
+        raise TemplateProblem(msg, _template_line(template, exc.__traceback__)) from exc
+
+
+def _template_line(template: Template, tb: TracebackType | None) -> int:
+    """The template line the innermost frame of compiled template code was running, or 0."""
+    line = 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
