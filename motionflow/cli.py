@@ -195,7 +195,25 @@ def _print_budget(check: BudgetCheck, provider: str, console: Console) -> None:
         )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; commands defined in other modules are imported when first needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in _ELSEWHERE:
+            import importlib
+
+            module, _, name = _ELSEWHERE[cmd_name].partition(":")
+            found = getattr(importlib.import_module(module), name)
+            assert isinstance(found, click.Command)
+            self.add_command(found, cmd_name)
+        return found
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="motionflow")
 def main() -> None:
     """Turn YAML recipes into Kling v3 Motion Control videos, paying for each generation once."""
@@ -823,13 +841,14 @@ def schema(output: str | None) -> None:
         click.echo(text, nl=False)
 
 
-# Commands that live in their own modules; imported last, as they use the helpers above.
-from motionflow.cli_cache import cache as _cache_group  # noqa: E402
-from motionflow.cli_jobs import jobs as _jobs  # noqa: E402
-from motionflow.cli_jobs import spend as _spend  # noqa: E402
-from motionflow.cli_report import report as _report  # noqa: E402
-from motionflow.cli_why import impact as _impact  # noqa: E402
-from motionflow.cli_why import why as _why  # noqa: E402
-
-for _command in (_cache_group, _report, _why, _impact, _jobs, _spend):
-    main.add_command(_command)
+# Commands that live in their own modules. They use the helpers above, so they are loaded when
+# click asks for them (by name, or to list them in --help), never while this module loads:
+# importing any of those modules first works too.
+_ELSEWHERE = {
+    "cache": "motionflow.cli_cache:cache",
+    "impact": "motionflow.cli_why:impact",
+    "jobs": "motionflow.cli_jobs:jobs",
+    "report": "motionflow.cli_report:report",
+    "spend": "motionflow.cli_jobs:spend",
+    "why": "motionflow.cli_why:why",
+}
