@@ -70,6 +70,50 @@ def _errors(*, detach: bool = False) -> Iterator[None]:
         sys.exit(130)
 
 
+_EX_SOFTWARE = 70
+"""Exit code of an internal error (a bug in motionflow), as in BSD's sysexits.h."""
+
+
+def _internal_error(exc: Exception) -> NoReturn:
+    """Report an unexpected exception as a bug in one line (redacted), and exit 70.
+
+    The traceback is printed (redacted too) only with ``MOTIONFLOW_DEBUG=1``.
+    """
+    import os
+
+    from motionflow.providers.redact import Redactor
+
+    redact = Redactor(os.environ.get("EMPIRIOLABS_API_KEY", ""))
+    if os.environ.get("MOTIONFLOW_DEBUG") == "1":
+        import traceback
+
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    detail = " ".join(str(exc).split()) or "(no message)"
+    line = (
+        f"internal error: {type(exc).__name__}: {detail}; this is a bug in motionflow: "
+        f"please report it with the command you ran (motionflow --version: {__version__})"
+    )
+    sys.stderr.write(redact(line) + "\n")
+    sys.stderr.flush()
+    sys.exit(_EX_SOFTWARE)
+
+
+def _last_resort(call: Callable[[], Any]) -> Any:
+    """``call()``; an exception that nothing else handled is an internal error (exit 70).
+
+    Interrupts and exits pass through (``KeyboardInterrupt`` and ``SystemExit`` are not
+    ``Exception``), and so do click's own exceptions; a motionflow error is reported as usual.
+    """
+    try:
+        return call()
+    except (click.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+        raise
+    except MotionflowError as exc:
+        _die(exc)
+    except Exception as exc:  # noqa: BLE001 - the last resort: anything else is a bug
+        _internal_error(exc)
+
+
 def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
     from motionflow.recipe.loader import parse_var
 
@@ -200,6 +244,9 @@ class _Commands(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_ELSEWHERE})
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        return _last_resort(lambda: super(_Commands, self).main(*args, **kwargs))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)

@@ -347,32 +347,39 @@ class _Builder:
         self.deps = deps
         order: list[str] = []
         state: dict[str, int] = {}
-        stack: list[str] = []
-
-        def visit(node: str) -> None:
-            state[node] = 1
-            stack.append(node)
-            for dep in deps[node]:
-                if dep not in stages or dep == node:
-                    continue
-                if state.get(dep) == 1:
-                    cycle = [*stack[stack.index(dep) :], dep]
-                    self.broken.update(cycle)
-                    self.problem(
-                        ("stages", dep),
-                        "stages form a cycle: " + " -> ".join(cycle) + "; a stage cannot depend"
-                        " (through ${stages...} or needs:) on a stage that depends on it",
-                        at_key=True,
-                    )
-                elif dep not in state:
-                    visit(dep)
-            stack.pop()
-            state[node] = 2
-            order.append(node)
-
+        # Depth-first, post-order, with an explicit stack (a recipe may chain thousands of
+        # stages: recursion would overflow): the same order a recursive walk gives.
         for name in stages:
-            if name not in state:
-                visit(name)
+            if name in state:
+                continue
+            state[name] = 1
+            stack: list[str] = [name]
+            pending: list[Iterator[str]] = [iter(deps[name])]
+            while pending:
+                node = stack[-1]
+                for dep in pending[-1]:
+                    if dep not in stages or dep == node:
+                        continue
+                    if state.get(dep) == 1:
+                        cycle = [*stack[stack.index(dep) :], dep]
+                        self.broken.update(cycle)
+                        self.problem(
+                            ("stages", dep),
+                            "stages form a cycle: " + " -> ".join(cycle) + "; a stage cannot"
+                            " depend (through ${stages...} or needs:) on a stage that depends"
+                            " on it",
+                            at_key=True,
+                        )
+                    elif dep not in state:
+                        state[dep] = 1
+                        stack.append(dep)
+                        pending.append(iter(deps[dep]))
+                        break
+                else:
+                    pending.pop()
+                    stack.pop()
+                    state[node] = 2
+                    order.append(node)
         return order
 
     def fans(self, order: list[str]) -> dict[str, str | None]:
