@@ -5,11 +5,14 @@ them after checking every member, so a teammate reuses generations without payin
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import math
 import os
 import re
+import shutil
+import sqlite3
 import tarfile
 import time
 import zlib
@@ -30,7 +33,7 @@ from motionflow.cache.manage import (
     is_paid,
 )
 from motionflow.cache.store import Cache
-from motionflow.errors import CacheError, UsageError
+from motionflow.errors import CacheError, MotionflowError, UsageError
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -368,53 +371,46 @@ def import_results(cache: Cache, src: Path) -> ImportReport:
     report = ImportReport(str(src))
     receipts: dict[str, bytes] = {}
     body: Any = None
-    with cache.workdir() as staging:
+    declared = _scan(cache, src)
+    with contextlib.ExitStack() as stack:
+        try:
+            staging = stack.enter_context(cache.workdir())
+        except (OSError, CacheError) as exc:
+            raise _cache_problem(cache, src, exc) from exc
         staged: dict[str, Path] = {}
         try:
             with tarfile.open(src, "r:gz") as tar:
                 names: set[str] = set()
-                total = 0
-                for count, member in enumerate(tar, 1):
-                    if count > _MAX_MEMBERS:
-                        raise _bad(src, f"more than {_MAX_MEMBERS} members")
+                for member in tar:
                     kind = _member_kind(member.name)
-                    if kind is None:
-                        raise _bad(src, f"unexpected member {member.name!r}")
-                    if kind == "dir":
-                        if not member.isdir():
-                            raise _bad(src, f"{member.name!r} is not a folder")
+                    if kind == "dir" and member.isdir():
                         continue
-                    if not member.isreg():
-                        raise _bad(src, f"{member.name!r} is a link or device, not a file")
-                    if member.name in names:
-                        raise _bad(src, f"{member.name!r} appears twice")
+                    if declared.get(member.name) != member.size or member.name in names:
+                        raise _bad(src, f"{member.name!r} changed while it was being imported")
                     names.add(member.name)
-                    limit = _MAX_BLOB_BYTES if kind == "blob" else _MAX_JSON_BYTES
-                    if member.size > limit:
-                        raise _bad(src, f"{member.name!r} is larger than {limit} bytes")
-                    total += member.size
-                    if total > _MAX_TOTAL_BYTES:
-                        raise _bad(src, f"its files add up to more than {_MAX_TOTAL_BYTES} bytes")
                     handle = tar.extractfile(member)
                     if handle is None:  # pragma: no cover - regular files always have data
                         raise _bad(src, f"{member.name!r} has no data")
                     if kind == "blob":
                         digest = "blake3:" + PurePosixPath(member.name).name
-                        staged[digest] = _stage_blob(src, handle, staging, digest, member.size)
+                        staged[digest] = _stage_blob(
+                            cache, src, handle, staging, digest, member.size
+                        )
                     else:
                         data = handle.read(member.size + 1)
+                        if len(data) != member.size:
+                            raise _bad(src, f"{member.name!r} is shorter than its header says")
                         if kind == "results":
                             body = json.loads(data)
                         else:
                             receipts[PurePosixPath(member.name).stem] = data
-        except UsageError:
+                if set(declared) - names:
+                    raise _bad(src, "members vanished while it was being imported")
+        except MotionflowError:
             raise
         except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, RecursionError) as exc:
             raise _bad(src, f"{type(exc).__name__}: {exc}") from exc
-        if not isinstance(body, dict) or body.get("format") != EXPORT_FORMAT:
-            raise _bad(src, "results.json is missing or is not a motionflow export")
-        if body.get("version") != _EXPORT_VERSION or not isinstance(body.get("results"), dict):
-            raise _bad(src, f"export version {body.get('version')!r} is not supported")
+        _check_body(src, body)
         sizes = {digest: path.stat().st_size for digest, path in staged.items()}
         for record in body["results"].values():
             for digest in _digests(record) if isinstance(record, dict) else []:
@@ -435,8 +431,186 @@ def import_results(cache: Cache, src: Path) -> ImportReport:
                 taken[key] = record
             else:
                 report.skipped.append([key, why])
-        _commit_import(cache, src, taken, staged, receipts, report)
+        try:
+            _commit_import(cache, src, taken, staged, receipts, report)
+        except (OSError, CacheError, sqlite3.Error) as exc:
+            raise _cache_problem(cache, src, exc) from exc
     return report
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover - the loop always returns
+
+
+def _free_bytes(cache: Cache) -> int:
+    """Free bytes on the disk holding the cache (its nearest existing folder)."""
+    folder = cache.root
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:  # pragma: no cover - an existing folder has a disk
+        return 1 << 62
+
+
+def _disk_full(cache: Cache, src: Path, needed: int | None = None) -> CacheError:
+    free = _free_bytes(cache)
+    need = f"; the archive needs {_human(needed)}" if needed is not None else ""
+    msg = (
+        f"cannot import {str(src)!r}: the disk holding the cache is full ({_human(free)} free"
+        f"{need}); free some space (`motionflow cache gc`) or pass --cache DIR on another disk;"
+        " nothing was imported"
+    )
+    return CacheError(msg)
+
+
+_READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
+
+
+def _cache_problem(cache: Cache, src: Path, exc: BaseException) -> MotionflowError:
+    """``exc`` (raised while writing to the cache) as the message a user can act on."""
+    for cause in (exc, exc.__cause__, exc.__context__):
+        full = isinstance(cause, sqlite3.Error) and "disk is full" in str(cause)
+        if full or (isinstance(cause, OSError) and cause.errno == errno.ENOSPC):
+            return _disk_full(cache, src)
+        if (isinstance(cause, OSError) and cause.errno in _READ_ONLY_ERRNOS) or (
+            cause is not None and "readonly" in str(cause).replace("read-only", "readonly")
+        ):
+            msg = (
+                f"cannot import {str(src)!r}: the cache folder {str(cache.root)!r} is read-only"
+                f" ({cause}); pass --cache DIR or set MOTIONFLOW_CACHE to a writable folder;"
+                " nothing was imported"
+            )
+            return CacheError(msg)
+    if isinstance(exc, MotionflowError):
+        return exc
+    msg = f"cannot import {str(src)!r} into the cache {str(cache.root)!r}: {exc}"
+    return CacheError(msg)
+
+
+def _check_blob(src: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    """Hash a blob's data in memory-sized chunks, writing nothing: its length and digest."""
+    handle = tar.extractfile(member)
+    if handle is None:  # pragma: no cover - regular files always have data
+        raise _bad(src, f"{member.name!r} has no data")
+    hasher = blake3.blake3()
+    read = 0
+    try:
+        while chunk := handle.read(min(_CHUNK, member.size - read + 1)):
+            read += len(chunk)
+            if read > member.size:  # pragma: no cover - tarfile stops at the declared size
+                raise _bad(src, f"{member.name!r} is longer than its header says")
+            hasher.update(chunk)
+    except (tarfile.ReadError, EOFError):
+        pass  # the data ends early: reported just below
+    if read != member.size:
+        raise _bad(src, f"{member.name!r} is shorter than its header says (truncated)")
+    if hasher.hexdigest() != PurePosixPath(member.name).name:
+        msg = f"{member.name!r} does not match its digest (corrupt or tampered with)"
+        raise _bad(src, msg)
+
+
+def _check_body(src: Path, body: Any) -> None:
+    """Refuse a ``results.json`` that is not an export of a version we read."""
+    if not isinstance(body, dict) or body.get("format") != EXPORT_FORMAT:
+        raise _bad(src, "results.json is missing or is not a motionflow export")
+    if body.get("version") != _EXPORT_VERSION or not isinstance(body.get("results"), dict):
+        raise _bad(src, f"export version {body.get('version')!r} is not supported")
+
+
+def _wanted_sizes(src: Path, body: Any) -> dict[str, int]:
+    """``{digest: size}`` of the files the records of ``results.json`` say they use.
+
+    The records are checked here too (against their own sizes; again once the archive's files
+    are known), so a forged one is named before any file is decompressed.
+    """
+    _check_body(src, body)
+    wanted: dict[str, int] = {}
+    for record in body["results"].values():
+        outputs = record.get("outputs") if isinstance(record, dict) else None
+        for out in outputs.values() if isinstance(outputs, dict) else []:
+            if isinstance(out, dict) and isinstance(out.get("file"), str):
+                size = out.get("size")
+                valid = isinstance(size, int) and not isinstance(size, bool)
+                wanted[out["file"]] = size if valid and isinstance(size, int) else -1
+    for key, record in body["results"].items():
+        _check_record(src, key, record, wanted)
+    return wanted
+
+
+def _scan(cache: Cache, src: Path) -> dict[str, int]:
+    """Every member's declared size, by name, read from the headers before anything is written.
+
+    Refuses what no export holds (odd names, links, devices, sparse files, duplicates), files
+    over the limits, blobs no record of ``results.json`` (which comes first) uses at that size,
+    and archives whose files would not fit on the disk holding the cache. Each header is
+    checked before its data is decompressed, so decompression never goes past the limits, the
+    free space or the sizes the records declare; blobs are hashed on the way (in memory), so a
+    forged one is refused before a byte of it is written.
+
+    Raises:
+        UsageError: naming the archive and the member.
+        CacheError: the disk holding the cache is too full for the archive.
+    """
+    free = _free_bytes(cache)
+    declared: dict[str, int] = {}
+    wanted: dict[str, int] | None = None
+    total = 0
+    try:
+        with tarfile.open(src, "r:gz") as tar:
+            for count, member in enumerate(tar, 1):
+                if count > _MAX_MEMBERS:
+                    raise _bad(src, f"more than {_MAX_MEMBERS} members")
+                kind = _member_kind(member.name)
+                if kind is None:
+                    raise _bad(src, f"unexpected member {member.name!r}")
+                if kind == "dir":
+                    if not member.isdir():
+                        raise _bad(src, f"{member.name!r} is not a folder")
+                    continue
+                if member.issparse() or member.sparse is not None:
+                    raise _bad(src, f"{member.name!r} is a sparse file, which no export holds")
+                if not member.isreg():
+                    raise _bad(src, f"{member.name!r} is a link or device, not a file")
+                if member.name in declared:
+                    raise _bad(src, f"{member.name!r} appears twice")
+                limit = _MAX_BLOB_BYTES if kind == "blob" else _MAX_JSON_BYTES
+                if member.size > limit:
+                    raise _bad(src, f"{member.name!r} is larger than {limit} bytes")
+                if kind == "blob":
+                    digest = "blake3:" + PurePosixPath(member.name).name
+                    if wanted is None:
+                        raise _bad(src, f"{member.name!r} comes before results.json")
+                    if wanted.get(digest) != member.size:
+                        raise _bad(
+                            src,
+                            f"{member.name!r} declares {member.size} bytes, but no result in "
+                            "results.json uses a file of that digest and size",
+                        )
+                declared[member.name] = member.size
+                total += member.size
+                if total > _MAX_TOTAL_BYTES:
+                    raise _bad(src, f"its files add up to more than {_MAX_TOTAL_BYTES} bytes")
+                if total > free:
+                    raise _disk_full(cache, src, total)
+                if kind == "blob":
+                    _check_blob(src, tar, member)
+                elif kind == "results":
+                    handle = tar.extractfile(member)
+                    data = handle.read(member.size + 1) if handle is not None else b""
+                    if len(data) != member.size:
+                        raise _bad(src, "results.json is shorter than its header says")
+                    wanted = _wanted_sizes(src, json.loads(data))
+    except MotionflowError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, RecursionError) as exc:
+        raise _bad(src, f"{type(exc).__name__}: {exc}") from exc
+    return declared
 
 
 def _no_constant(name: str) -> Any:
@@ -444,17 +618,27 @@ def _no_constant(name: str) -> Any:
     raise ValueError(msg)
 
 
-def _stage_blob(src: Path, handle: Any, staging: Path, digest: str, size: int) -> Path:
+def _stage_blob(
+    cache: Cache, src: Path, handle: Any, staging: Path, digest: str, size: int
+) -> Path:
+    """Copy one blob into ``staging``, writing no more than its header declares."""
     hasher = blake3.blake3()
     path = staging / digest.removeprefix("blake3:")
     read = 0
-    with path.open("wb") as out:
-        while chunk := handle.read(min(_CHUNK, size - read + 1)):
-            read += len(chunk)
-            if read > size:
-                raise _bad(src, f"blob {digest[:19]}… is longer than declared")
-            hasher.update(chunk)
-            out.write(chunk)
+    try:
+        with path.open("wb") as out:
+            while chunk := handle.read(min(_CHUNK, size - read + 1)):
+                read += len(chunk)
+                if read > size:
+                    raise _bad(src, f"blob {digest[:19]}… is longer than declared")
+                hasher.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or exc.errno in _READ_ONLY_ERRNOS:
+            raise _cache_problem(cache, src, exc) from exc
+        raise
+    if read != size:
+        raise _bad(src, f"blob {digest[:19]}… is shorter than its header says (truncated)")
     if "blake3:" + hasher.hexdigest() != digest:
         msg = f"blob {digest[:19]}… does not match its digest (corrupt or tampered with)"
         raise _bad(src, msg)
