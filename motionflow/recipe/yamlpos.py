@@ -201,7 +201,12 @@ def _build(
             result.append(_build(item, (*path, i), smap, problems, budget, after))
             after = item.end_mark if item.end_mark.line == mark.line else mark
     else:
-        result = _constructor.construct_object(node, deep=True)
+        try:
+            result = _constructor.construct_object(node, deep=True)
+        except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+            msg = f"cannot read this value: {exc}; write a shorter number (or quote it as text)"
+            problems.append(_at_mark(smap, node.start_mark, msg))
+            result = None
     if outermost_alias:
         budget.alias_mark = None
     return result

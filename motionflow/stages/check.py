@@ -60,7 +60,9 @@ def render_violations(found: list[Violation]) -> str:
 class MediaCheckParams(BaseModel):
     """Parameters of ``media.check``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
     image: FileParam | None = Field(
         default=None, description="The character image to check: a reference to a file."

@@ -33,7 +33,9 @@ _CHAR_WIDTH = 0.6  # a sans-serif glyph is at most about 0.6 em wide on average
 class VideoCompareParams(BaseModel):
     """Parameters of ``video.compare``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
     videos: list[FileParam] = Field(
         description="The videos to compare, as references; with over: variants, every"

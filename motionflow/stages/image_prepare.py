@@ -41,7 +41,9 @@ _COLOUR = re.compile(
 class ImagePrepareParams(BaseModel):
     """Parameters of ``image.prepare``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
     src: FileParam = Field(
         description="The character image: PNG, JPEG, WebP, BMP, TIFF, GIF, ... (EXIF"

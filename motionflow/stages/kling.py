@@ -40,7 +40,9 @@ def orientation_cap(orientation: str) -> float:
 class MotionControlParams(BaseModel):
     """Parameters of ``kling.motion_control`` (the EmpirioLabs submit body)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
     image: FileParam = Field(description="The character: a reference like ${stages.still.image}.")
     video: FileParam = Field(description="The motion source: a reference to a video.")

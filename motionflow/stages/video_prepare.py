@@ -81,7 +81,9 @@ def _rate(fps: float) -> str:
 class VideoPrepareParams(BaseModel):
     """Parameters of ``video.prepare``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
     src: FileParam = Field(
         description="The source video (any format ffmpeg reads: MP4, MOV, MKV, WebM, GIF, ...)."
