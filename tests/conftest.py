@@ -90,6 +90,27 @@ outputs: [take]
 """
 """Two simulated generations and their prompts: the smallest paid recipe (tests of plans)."""
 
+TINY_RECIPE = """\
+version: 1
+name: tiny
+provider: simulate
+vars: {style: "a dancer"}
+inputs: {hero: assets/hero.png, dance: assets/dance.mp4}
+stages:
+  prompt: {uses: prompt, with: {template: "{{ style }} on a rooftop"}}
+  take:
+    uses: kling.motion_control
+    with:
+      image: "${inputs.hero}"
+      video: "${inputs.dance}"
+      prompt: "${stages.prompt.text}"
+      character_orientation: video
+      duration: 3
+  still: {uses: image.prepare, with: {src: "${inputs.hero}"}}
+outputs: [take, still]
+"""
+"""A prompt, a simulated generation and a prepared image: the cache tools' test recipe."""
+
 
 def repaint(image: Path) -> None:
     """Overwrite ``image`` with a plain blue 400x600 picture (a changed input)."""

@@ -10,27 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ASSETS, Project
+from conftest import ASSETS, TINY_RECIPE, Project
 
-RECIPE = """\
-version: 1
-name: tiny
-provider: simulate
-vars: {style: "a dancer"}
-inputs: {hero: assets/hero.png, dance: assets/dance.mp4}
-stages:
-  prompt: {uses: prompt, with: {template: "{{ style }} on a rooftop"}}
-  take:
-    uses: kling.motion_control
-    with:
-      image: "${inputs.hero}"
-      video: "${inputs.dance}"
-      prompt: "${stages.prompt.text}"
-      character_orientation: video
-      duration: 3
-  still: {uses: image.prepare, with: {src: "${inputs.hero}"}}
-outputs: [take, still]
-"""
+RECIPE = TINY_RECIPE
 
 
 def _json(project: Project, *args: str) -> Any:

@@ -22,29 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ASSETS, Project
+from conftest import ASSETS, TINY_RECIPE, Project
 
 from motionflow.cache.store import Cache
-
-RECIPE = """\
-version: 1
-name: tiny
-provider: simulate
-vars: {style: "a dancer"}
-inputs: {hero: assets/hero.png, dance: assets/dance.mp4}
-stages:
-  prompt: {uses: prompt, with: {template: "{{ style }} on a rooftop"}}
-  take:
-    uses: kling.motion_control
-    with:
-      image: "${inputs.hero}"
-      video: "${inputs.dance}"
-      prompt: "${stages.prompt.text}"
-      character_orientation: video
-      duration: 3
-  still: {uses: image.prepare, with: {src: "${inputs.hero}"}}
-outputs: [take, still]
-"""
 
 Members = list[tuple[tarfile.TarInfo, bytes]]
 Snap = Callable[[Path], dict[str, tuple[int, int]]]
@@ -52,12 +32,12 @@ Snap = Callable[[Path], dict[str, tuple[int, int]]]
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Members:
-    """The members of a real export of a run of ``RECIPE`` (a prompt, a take, a still)."""
+    """The members of a real export of a run of ``TINY_RECIPE`` (a prompt, a take, a still)."""
     base = tmp_path_factory.mktemp("hostile")
     source = Project(base / "proj", base / "cache")
     shutil.copytree(ASSETS, source.root / "assets")
     source.write("motionflow.toml", "")
-    source.write("tiny.yaml", RECIPE)
+    source.write("tiny.yaml", TINY_RECIPE)
     ran = source.run_json("tiny.yaml")
     assert (ran["_exit"], ran["jobs_submitted"]) == (0, 1), ran["_stderr"]
     archive = base / "good.tar.gz"
@@ -185,7 +165,7 @@ def test_a_changed_prompt_value_is_never_imported(
     )
     report = _run_clean(project, archive)
     assert len(report["added"]) == 1 and len(report["skipped"]) == 2  # only the paid take
-    project.write("tiny.yaml", RECIPE)
+    project.write("tiny.yaml", TINY_RECIPE)
     plan = project.cli("plan", "tiny.yaml", "--json")
     assert plan.returncode == 0 and injected not in plan.stdout, plan.stderr
     run = project.run_json("tiny.yaml")
@@ -210,7 +190,7 @@ def test_a_symlinked_out_folder_is_never_written_through(
 ) -> None:
     archive = _forge(tmp_path / "good.tar.gz", export, lambda records: None)
     _run_clean(project, archive)
-    project.write("tiny.yaml", RECIPE)
+    project.write("tiny.yaml", TINY_RECIPE)
     sentinel = tmp_path / "sentinel"
     sentinel.mkdir()
     (sentinel / "keep.txt").write_text("mine")
@@ -235,7 +215,7 @@ def test_a_forged_record_already_in_the_cache_is_never_written(
     assert record is not None
     record["outputs"]["video"]["ext"] = "/../../../evil.sh"
     cache.put_result(key, record)
-    project.write("tiny.yaml", RECIPE)
+    project.write("tiny.yaml", TINY_RECIPE)
     before = files_under(tmp_path)
     run = project.cli("run", "tiny.yaml")
     assert run.returncode == 2, (run.stdout, run.stderr)
