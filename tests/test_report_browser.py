@@ -6,6 +6,7 @@ rather than skipping them, so the gallery is never silently untested.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,6 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = REPO / "test-artifacts"
 
 SMALL = """\
 version: 1
@@ -214,6 +214,9 @@ def test_sweep_recipe_gallery(browser: Any, tmp_path: Path) -> None:
     page.page.select_option("select[data-axis=setting]", "sunny beach")
     assert page.visible_cards() == 1
     page.page.select_option("select[data-axis=setting]", "")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.page.screenshot(path=str(ARTIFACTS / "report.png"))
+    # to look at it: MOTIONFLOW_TEST_ARTIFACTS=DIR keeps the screenshot; by default it stays
+    # in the test's temporary folder (tests never write into the checkout)
+    artifacts = Path(os.environ.get("MOTIONFLOW_TEST_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page.page.screenshot(path=str(artifacts / "report.png"))
     page.check_clean()
