@@ -8,8 +8,6 @@ docs/sweeps.md.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import blake3
 
 from motionflow.errors import UsageError
+from motionflow.infile import UnreadableError, read_bounded
 from motionflow.keys import canonical_json, digest_file
 from motionflow.manifest import atomic_write_text
 from motionflow.money import finite_usd
@@ -176,27 +175,10 @@ def _check_money(path: Path, document: dict[str, Any]) -> None:
 def _read_plan(path: Path) -> bytes:
     """The bytes of a plan file: a regular file of at most :data:`MAX_PLAN_BYTES`, so that
     ``/dev/zero``, a FIFO or a huge file is refused instead of read forever."""
-    big = f"it is larger than {MAX_PLAN_BYTES >> 20} MiB ({MAX_PLAN_BYTES:,} bytes)"
-    odd = "it is not a regular file (a device, FIFO or folder?)"
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise _malformed(path, odd)
-        if info.st_size > MAX_PLAN_BYTES:
-            raise _malformed(path, big)
-        # O_NONBLOCK: had the file been swapped for a FIFO since stat(), open() must not hang
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise _malformed(path, odd)
-            data = handle.read(MAX_PLAN_BYTES + 1)  # bounded, in case the file grows
-    except OSError as exc:
-        raise _malformed(path, f"cannot read it ({exc.strerror or exc})") from exc
-    except ValueError as exc:  # a NUL in the path
-        raise _malformed(path, f"cannot read it ({exc})") from exc
-    if len(data) > MAX_PLAN_BYTES:
-        raise _malformed(path, big)
-    return data
+        return read_bounded(path, MAX_PLAN_BYTES)
+    except UnreadableError as exc:
+        raise _malformed(path, exc.reason) from exc
 
 
 def load_plan(path: Path) -> dict[str, Any]:

@@ -110,4 +110,4 @@ def test_a_malformed_plan_file_refuses(project: Project) -> None:
     path.write_text("[]")
     assert "not a motionflow plan" in refused(project)
     proc = project.cli("run", "small.yaml", "--plan", "missing.json")
-    assert proc.returncode == 2 and "cannot read it" in proc.stderr
+    assert proc.returncode == 2 and "it does not exist" in proc.stderr

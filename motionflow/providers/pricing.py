@@ -10,11 +10,14 @@ from functools import cache
 from pathlib import Path
 
 from motionflow.errors import UsageError
+from motionflow.infile import UnreadableError, read_bounded
 from motionflow.money import finite_usd
 
 __all__ = ["PriceTable", "billable_seconds", "price_table"]
 
 _DEFAULT = Path(__file__).with_name("prices.json")
+MAX_PRICES_BYTES = 64 << 10
+"""A price table is a few lines of JSON: a larger file (or ``/dev/zero``) is refused unread."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def price_table() -> PriceTable:
         '"per_second": {"std": 0.14, "pro": 0.18}}; fix the file or unset MOTIONFLOW_PRICES'
     )
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_bounded(path, MAX_PRICES_BYTES).decode("utf-8"))
         prices = raw["per_second"].items()
         table = PriceTable(
             model=str(raw["model"]),
@@ -56,7 +59,10 @@ def price_table() -> PriceTable:
                 for mode, price in prices
             },
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except UnreadableError as exc:
+        msg = f"cannot read the price table {str(path)!r}: {exc.reason}. {shape}"
+        raise UsageError(msg) from exc
+    except (RecursionError, ValueError, KeyError, TypeError, AttributeError) as exc:
         msg = f"cannot read the price table {str(path)!r}: {exc}. {shape}"
         raise UsageError(msg) from exc
     missing = {"std", "pro"} - set(table.per_second)
