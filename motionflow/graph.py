@@ -219,8 +219,20 @@ class _Builder:
                 resolved[name] = spec
                 continue
             where = ("inputs", name)
-            candidate = Path(spec).expanduser()
-            path = (candidate if candidate.is_absolute() else base / candidate).resolve()
+            try:  # a symlink loop, a path too long or with a NUL: the user's, not a bug
+                candidate = Path(spec).expanduser()
+                path = (candidate if candidate.is_absolute() else base / candidate).resolve()
+                is_file, is_dir = path.is_file(), path.is_dir()
+            except (OSError, RuntimeError, ValueError) as exc:
+                loop = isinstance(exc, RuntimeError) and "loop" in str(exc).lower()
+                cause = "a loop of symbolic links" if loop else exc
+                self.problem(
+                    where,
+                    f"input {name!r}: cannot follow the path {spec!r} ({cause}); fix or remove "
+                    "the symbolic link, or name the file by a plain path relative to the recipe",
+                )
+                self.bad_inputs.add(name)
+                continue
             if not self.recipe.allow_outside_project and not path.is_relative_to(root):
                 self.problem(
                     where,
@@ -230,8 +242,15 @@ class _Builder:
                 )
                 self.bad_inputs.add(name)
                 continue
-            if not path.is_file():
-                what = "is a folder" if path.is_dir() else "does not exist"
+            if not is_file:
+                what = (
+                    "is a folder"
+                    if is_dir
+                    else "is not a regular file (a device, FIFO or socket?); give an image or "
+                    "video file"
+                    if path.exists()
+                    else "does not exist"
+                )
                 self.problem(
                     where,
                     f"input {name!r}: {spec!r} {what} (looked for {str(path)!r}); paths are "
@@ -307,6 +326,8 @@ class _Builder:
         """Report a bad reference; False when ``stage`` cannot be built (quietly so when the
         reference is to something already reported)."""
         if ref.scope == "inputs":
+            if ref.name in self.recipe.broken_inputs:  # already reported, by the loader
+                return False
             if ref.name not in self.recipe.model.inputs:
                 self.unknown(
                     where, "input", ref.name, list(self.recipe.model.inputs), offset=offset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -162,6 +163,8 @@ def bind(
             loc = tuple(err["loc"])
             if loc and (loc[0] in waiting or loc[0] in failed):
                 continue
+            if not loc and waiting:  # a model-wide rule judges the whole model: not yet
+                continue
             text = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 import difflib
@@ -179,8 +182,19 @@ def bind(
                     shown = shown if len(shown) <= 60 else shown[:57] + "..."
                     text = f"{text} (got {shown})"
                 where = ".".join(str(p) for p in loc)
+                raw_value = instance.params.get(str(loc[0])) if loc else None
+                if isinstance(raw_value, Slot) and raw_value.upstream is None:
+                    where += f" (input {raw_value.ref.name!r})"  # the recipe item to fix
                 text = f"{where}: {text}" if where else text
             errors.append((loc, text))
+    if params is not None:  # NaN and infinities have no canonical form: no key, no request
+        for loc, number in _non_finite(_fields(params), ()):
+            where = ".".join(str(p) for p in loc)
+            msg = (
+                f"{where}: {number!r} is not a finite number; write an ordinary number "
+                "(e.g. 1.5), or quote it to pass the text"
+            )
+            errors.append((loc, msg))
     if waiting:
         # Waiting fields hold UNRESOLVED, so estimates can tell "not known yet" from a default.
         partial: dict[str, Any] = {
@@ -188,6 +202,27 @@ def bind(
         }
         return Bound(model.model_construct(**partial), False, errors, waiting)
     return Bound(params, params is not None and not errors, errors, waiting)
+
+
+def _fields(params: BaseModel) -> dict[str, Any]:
+    values = {k: getattr(params, k, None) for k in type(params).model_fields}
+    values.update(params.model_extra or {})
+    return values
+
+
+def _non_finite(
+    value: Any, loc: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], float]]:
+    """Where ``value`` holds a NaN or an infinity (a float, or inside lists and mappings)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(loc, value)]
+    if isinstance(value, BaseModel):
+        return _non_finite(_fields(value), loc)
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _non_finite(v, (*loc, str(k)))]
+    if isinstance(value, list | tuple):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, (*loc, i))]
+    return []
 
 
 def _takes_list(model: type[BaseModel], name: str) -> bool:

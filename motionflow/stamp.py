@@ -82,8 +82,8 @@ def check_stamp(
         for path, recorded in stamp["files"].items():
             if _stat(Path(path)) != recorded:
                 return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # RuntimeError: a symlink loop (Path.resolve, Python < 3.13)
     summary: dict[str, Any] = stamp["summary"]
     return summary
 

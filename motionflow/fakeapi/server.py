@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import json
 import secrets
@@ -17,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from motionflow.errors import UsageError
 from motionflow.fakeapi.account import Account, Premises
 from motionflow.fakeapi.config import FIXED_SETTINGS, FakeConfig
 from motionflow.fakeapi.faults import (
@@ -67,6 +69,20 @@ def _received_key(headers: dict[str, str]) -> str:
     return given or headers.get("x-api-key", "").strip()
 
 
+def _bind_problem(port: int, exc: OSError) -> str:
+    """Why the server cannot listen on ``port``, and what to do instead."""
+    if exc.errno == errno.EADDRINUSE:
+        cause = "the port is already in use (another fake server, or another program)"
+    elif exc.errno == errno.EACCES:
+        cause = "permission denied (ports below 1024 need privileges)"
+    else:
+        cause = exc.strerror or str(exc)
+    return (
+        f"fake-server cannot listen on 127.0.0.1:{port}: {cause}; stop what holds it, choose"
+        " another --port, or pass --port 0 to let the system pick a free one"
+    )
+
+
 class FakeEmpirioLabs:
     """A local stand-in for the EmpirioLabs API, served on 127.0.0.1 by a thread.
 
@@ -111,7 +127,13 @@ class FakeEmpirioLabs:
         else:
             root = self.config.store_dir
         self._store = FileStore(root / "files")
-        httpd = LoopbackServer(("127.0.0.1", self.config.port), Handler)
+        try:
+            httpd = LoopbackServer(("127.0.0.1", self.config.port), Handler)
+        except OSError as exc:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+            raise UsageError(_bind_problem(self.config.port, exc)) from exc
         httpd.app = self
         self._httpd = httpd
         self.url = f"http://127.0.0.1:{httpd.server_address[1]}"

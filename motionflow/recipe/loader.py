@@ -17,7 +17,7 @@ from motionflow.limits import MAX_RECIPE_BYTES
 from motionflow.project import find_project_root
 from motionflow.recipe.matrix import Variant, expand_matrix, max_variants
 from motionflow.recipe.schema import Budget, RecipeModel, RemoteInput, StageSpec
-from motionflow.recipe.yamlpos import SourceMap, load_yaml
+from motionflow.recipe.yamlpos import SourceMap, int_digits_problem, load_yaml
 
 __all__ = ["MAX_RECIPE_BYTES", "Recipe", "load_recipe", "parse_var"]
 
@@ -48,6 +48,7 @@ class Recipe:
         problems: problems found while loading (only with ``keep_going``); graph building and
             planning add theirs and report all of them together.
         broken_stages: stages dropped because their own definition is invalid.
+        broken_inputs: inputs dropped because their own definition is invalid.
     """
 
     path: Path
@@ -61,6 +62,7 @@ class Recipe:
     allow_outside_project: bool = False
     problems: list[Diagnostic] = field(default_factory=list)
     broken_stages: set[str] = field(default_factory=set)
+    broken_inputs: set[str] = field(default_factory=set)
 
     @property
     def out_dir(self) -> Path:
@@ -82,8 +84,15 @@ def parse_var(text: str) -> tuple[str, Any]:
 
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
+        if isinstance(value, int) and not isinstance(value, bool):
+            str(value)  # 0x/0o/0b integers skip the digit limit when read, not when written
     except yaml.YAMLError:
         value = raw
+    except ValueError as exc:  # an integer past Python's 4,300-digit conversion limit
+        msg = (
+            f"--var {name.strip()}: {int_digits_problem(exc)}; write a shorter number, or quote it"
+        )
+        raise ValueError(msg) from exc
     if isinstance(value, dict | list) or value is None:
         value = raw
     return name.strip(), value
@@ -151,8 +160,7 @@ def _schema_diagnostics(exc: ValidationError, data: Any, smap: SourceMap) -> lis
         # inputs are `str | RemoteInput`: keep only the branch that matches what was written
         if len(loc) >= 3 and loc[0] == "inputs":
             written = data.get("inputs", {}).get(loc[1]) if isinstance(data, dict) else None
-            branch = "str" if isinstance(written, str) else "RemoteInput"
-            if loc[2] != branch:
+            if isinstance(written, str) == (loc[2] == "RemoteInput"):  # str: "function-after[..]"
                 continue
             loc = loc[:2] + loc[3:]
         at_key = False
@@ -195,12 +203,17 @@ def _schema_diagnostics(exc: ValidationError, data: Any, smap: SourceMap) -> lis
     return problems
 
 
-def _repair(data: dict[str, Any], exc: ValidationError) -> tuple[dict[str, Any], set[str]]:
-    """Drop what failed validation (whole stages, optional sections) so the rest of the
-    recipe can still be checked in the same pass."""
+def _repair(
+    data: dict[str, Any], exc: ValidationError
+) -> tuple[dict[str, Any], set[str], set[str]]:
+    """Drop what failed validation (whole stages and inputs, optional sections) so the rest
+    of the recipe can still be checked in the same pass; return the names of the stages and
+    inputs dropped."""
     repaired = dict(data)
     stages = dict(data.get("stages") or {}) if isinstance(data.get("stages"), dict) else None
     broken: set[str] = set()
+    inputs = dict(data["inputs"]) if isinstance(data.get("inputs"), dict) else None
+    broken_inputs: set[str] = set()
     for err in exc.errors():
         loc = err["loc"]
         if not loc:
@@ -209,13 +222,18 @@ def _repair(data: dict[str, Any], exc: ValidationError) -> tuple[dict[str, Any],
         if top == "stages" and stages is not None and len(loc) > 1:
             broken.add(str(loc[1]))
             stages.pop(str(loc[1]), None)
+        elif top == "inputs" and isinstance(inputs, dict) and len(loc) > 1:
+            broken_inputs.add(str(loc[1]))
+            inputs.pop(str(loc[1]), None)
         elif top == "version":
             repaired["version"] = 1
         elif top not in ("stages",):
             repaired.pop(top, None)
     if stages is not None:
         repaired["stages"] = stages
-    return repaired, broken
+    if inputs is not None and "inputs" in repaired:
+        repaired["inputs"] = inputs
+    return repaired, broken, broken_inputs
 
 
 def load_recipe(
@@ -247,13 +265,14 @@ def load_recipe(
         raise RecipeError([smap.diagnostic((), msg)])
     problems: list[Diagnostic] = []
     broken: set[str] = set()
+    broken_inputs: set[str] = set()
     try:
         model = RecipeModel.model_validate(data)
     except ValidationError as exc:
         problems = _schema_diagnostics(exc, data, smap)
         if not keep_going:
             raise RecipeError(problems) from exc
-        repaired, broken = _repair(data, exc)
+        repaired, broken, broken_inputs = _repair(data, exc)
         try:
             model = RecipeModel.model_validate(repaired)
         except ValidationError:
@@ -289,4 +308,5 @@ def load_recipe(
         allow_outside_project=allow_outside_project,
         problems=problems,
         broken_stages=broken,
+        broken_inputs=broken_inputs,
     )

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from motionflow.money import usd_problem
 
 __all__ = [
     "IDENTIFIER",
+    "MAX_NAME_BYTES",
+    "MAX_PATH_CHARS",
     "Budget",
+    "LocalPath",
     "LoopbackPublish",
     "PublishSpec",
     "RecipeModel",
@@ -20,6 +32,7 @@ __all__ = [
     "StaticPublish",
     "UploadPublish",
     "UrlPublish",
+    "path_problem",
 ]
 
 #: Names that can appear inside ``${...}`` references and Jinja expressions.
@@ -64,6 +77,76 @@ class Budget(_Strict):
         return value
 
 
+#: Longest path a recipe may name (Linux's PATH_MAX); one name in it: NAME_MAX bytes.
+MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` cannot name a file on any system we run on, or None when it may."""
+    if "\x00" in path:
+        return "a path cannot contain a NUL character (\\0); remove it"
+    if len(path) > MAX_PATH_CHARS:
+        return (
+            f"the path is {len(path):,} characters long, more than {MAX_PATH_CHARS:,}; "
+            "use a shorter path (move the file nearer the recipe)"
+        )
+    for name in path.split("/"):
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            return (
+                f"the name {name[:40]!r}... is longer than {MAX_NAME_BYTES} bytes, which no "
+                "file system allows; rename the file or folder"
+            )
+    return None
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _checked_path(path: str) -> str:
+    problem = path_problem(path)
+    if problem is None and _SCHEME.match(path):
+        scheme = path.split(":", 1)[0].lower()
+        if scheme in ("http", "https"):
+            problem = (
+                "this looks like a URL, and a plain string is a local path; write a remote "
+                f"input as a mapping: {{url: {path[:60]!r}}}"
+            )
+        else:
+            problem = (
+                f"only http(s) URLs are fetched, not {scheme}://; download the file and give "
+                "its local path"
+            )
+    if problem is not None:
+        raise ValueError(problem)
+    return path
+
+
+def _checked_url(url: str) -> str:
+    """An http(s) URL with a host and no whitespace or control characters (a CR/LF in a URL
+    would split the request's header lines)."""
+    bad = next((c for c in url if ord(c) < 33 or ord(c) == 127), None)
+    if bad is not None:
+        msg = (
+            f"the URL holds the control or space character {bad!r}; percent-encode it "
+            "(a space is %20) or fix the URL"
+        )
+        raise ValueError(msg)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname if parts.port is None or parts.port > 0 else None
+    except ValueError:  # a bad port or IPv6 literal
+        host = None
+    if not host:
+        msg = "the URL has no host (or a bad port); write it in full, e.g. https://example.com/dance.mp4"
+        raise ValueError(msg)
+    return url
+
+
+LocalPath = Annotated[str, AfterValidator(_checked_path)]
+"""A path as a recipe writes it, refused when no file system could hold it."""
+
+
 class UrlPublish(_Strict):
     """Pass on the URLs remote inputs were fetched from (local files cannot be published)."""
 
@@ -74,7 +157,7 @@ class StaticPublish(_Strict):
     """Copy files into a folder that a web server publishes at ``base_url``."""
 
     kind: Literal["static"]
-    dir: str = Field(description="The served folder (relative to the project, or absolute).")
+    dir: LocalPath = Field(description="The served folder (relative to the project, or absolute).")
     base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^/\s]+")] = Field(
         description="The http(s) URL the folder is served at."
     )
@@ -117,8 +200,8 @@ PublishSpec = Annotated[
 class RemoteInput(_Strict):
     """An input fetched over http(s) once into the cache, optionally pinned by its sha256."""
 
-    url: Annotated[str, StringConstraints(pattern=r"^https?://")] = Field(
-        description="An http:// or https:// URL; other schemes are refused."
+    url: Annotated[str, StringConstraints(pattern=r"^https?://"), AfterValidator(_checked_url)] = (
+        Field(description="An http:// or https:// URL; other schemes are refused.")
     )
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")] | None = Field(
         default=None,
@@ -179,7 +262,7 @@ class RecipeModel(_Strict):
         default_factory=dict,
         description="Axes of lists, plus optional include/exclude lists of mappings.",
     )
-    inputs: dict[Identifier, str | RemoteInput] = Field(
+    inputs: dict[Identifier, LocalPath | RemoteInput] = Field(
         default_factory=dict,
         description="Local paths (relative to the recipe) or {url, sha256} remote files.",
     )

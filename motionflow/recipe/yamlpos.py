@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -9,7 +10,14 @@ import yaml
 
 from motionflow.errors import Diagnostic, RecipeError
 
-__all__ = ["MAX_YAML_DEPTH", "MAX_YAML_NODES", "Position", "SourceMap", "load_yaml"]
+__all__ = [
+    "MAX_YAML_DEPTH",
+    "MAX_YAML_NODES",
+    "Position",
+    "SourceMap",
+    "int_digits_problem",
+    "load_yaml",
+]
 
 #: Most values (scalars, lists, mappings) one recipe may hold, counting every alias (``*name``)
 #: and merge (``<<``) as the copy it makes. Hand-written recipes stay far below it; an "alias
@@ -147,6 +155,62 @@ def _merged_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return total
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _flatten_merges(node: yaml.MappingNode) -> None:
+    """Resolve the merge keys (``<<``) of ``node`` in place, as PyYAML 6.0.3 did.
+
+    Ours, not :meth:`SafeConstructor.flatten_mapping`: PyYAML 6.0.4 drops repeated keys
+    while merging, which changed what a recipe means and hid merge bombs from
+    :func:`_merged_size`; every PyYAML version must read a recipe the same way.
+    """
+    merge: list[tuple[yaml.Node, yaml.Node]] = []
+    index = 0
+    while index < len(node.value):
+        key_node, value_node = node.value[index]
+        if key_node.tag == _MERGE:
+            del node.value[index]
+            if isinstance(value_node, yaml.MappingNode):
+                _flatten_merges(value_node)
+                merge.extend(value_node.value)
+            elif isinstance(value_node, yaml.SequenceNode):
+                submerge = []
+                for subnode in value_node.value:
+                    if not isinstance(subnode, yaml.MappingNode):
+                        raise yaml.constructor.ConstructorError(
+                            "while constructing a mapping",
+                            node.start_mark,
+                            f"expected a mapping for merging, but found {subnode.id}",
+                            subnode.start_mark,
+                        )
+                    _flatten_merges(subnode)
+                    submerge.append(subnode.value)
+                for value in reversed(submerge):
+                    merge.extend(value)
+            else:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "expected a mapping or list of mappings for merging, but found "
+                    + value_node.id,
+                    value_node.start_mark,
+                )
+        else:
+            if key_node.tag == "tag:yaml.org,2002:value":
+                key_node.tag = "tag:yaml.org,2002:str"
+            index += 1
+    if merge:
+        node.value = merge + node.value
+
+
+def int_digits_problem(exc: ValueError) -> str:
+    """The cause of ``exc`` in a user's words (Python's own names a setting users cannot set)."""
+    if "integer string conversion" in str(exc):
+        return f"an integer of more than {sys.get_int_max_str_digits():,} digits"
+    return str(exc)
+
+
 def _build(
     node: yaml.Node,
     path: Path_,
@@ -170,7 +234,7 @@ def _build(
     if isinstance(node, yaml.MappingNode):
         if _merged_size(node, {}) > MAX_YAML_NODES:
             raise _TooBigError(budget.alias_mark or mark)
-        _constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        _flatten_merges(node)  # resolves YAML merge keys (<<)
         result = {}
         for key_node, value_node in node.value:
             key_mark = key_node.start_mark
@@ -203,13 +267,22 @@ def _build(
     else:
         try:
             result = _constructor.construct_object(node, deep=True)
+            if isinstance(result, int) and not isinstance(result, bool):
+                str(result)  # 0x/0o/0b integers skip the digit limit when read, not when written
         except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
-            msg = f"cannot read this value: {exc}; write a shorter number (or quote it as text)"
+            cause = int_digits_problem(exc)
+            msg = f"cannot read this value: {cause}; write a shorter number (or quote it as text)"
             problems.append(_at_mark(smap, node.start_mark, msg))
             result = None
     if outermost_alias:
         budget.alias_mark = None
     return result
+
+
+_TOO_DEEP = (
+    f"lists and mappings nest more than {MAX_YAML_DEPTH} deep here; a recipe never needs"
+    " that: flatten the structure"
+)
 
 
 def _check_depth(text: str, smap: SourceMap) -> None:
@@ -219,11 +292,7 @@ def _check_depth(text: str, smap: SourceMap) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                msg = (
-                    f"lists and mappings nest more than {MAX_YAML_DEPTH} deep here; a recipe"
-                    " never needs that: flatten the structure"
-                )
-                raise RecipeError([_at_mark(smap, event.start_mark, msg)])
+                raise RecipeError([_at_mark(smap, event.start_mark, _TOO_DEEP)])
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -240,6 +309,10 @@ def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if "maximum nesting depth" in str(exc.problem):  # libyaml >= 0.2.5's own limit (1,000)
+            # its scanner reads ahead of our event count: the same refusal, located where it
+            # noticed (deeper than our limit, on the same line)
+            raise RecipeError([_at_mark(smap, mark, _TOO_DEEP)]) from exc
         if mark is not None and mark.line >= len(smap.lines) and exc.context_mark is not None:
             mark = exc.context_mark  # "unexpected end of stream": point where it started
         msg = f"YAML syntax error: {exc.problem or 'invalid YAML'}"

@@ -35,6 +35,22 @@ class PythonParams(BaseModel):
     )
 
 
+def _raised(exc: BaseException) -> str:
+    """``SystemExit: 3`` and the like, for a message; what the exception says, if anything."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _import_failed(module_name: str, call: str, exc: BaseException) -> str:
+    msg = f"importing {module_name!r} for call {call!r} raised {_raised(exc)}"
+    if isinstance(exc, SystemExit):
+        msg += (
+            "; a module must not exit when imported: move the code that calls sys.exit() or"
+            ' exit() under `if __name__ == "__main__":`'
+        )
+    return msg
+
+
 def resolve_callable(call: str) -> Any:
     """Import ``module:function`` and return the function.
 
@@ -50,9 +66,10 @@ def resolve_callable(call: str) -> Any:
             "project folder (beside the recipe) or install it"
         )
         raise ValueError(msg) from exc
-    except Exception as exc:
-        msg = f"importing {module_name!r} for call {call!r} raised {type(exc).__name__}: {exc}"
-        raise ValueError(msg) from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: a module must not end us
+        raise ValueError(_import_failed(module_name, call, exc)) from exc
     func = getattr(module, attr, None)
     if not callable(func):
         msg = f"{module_name!r} has no function {attr!r} (from call {call!r})"
@@ -92,7 +109,12 @@ def source_digest(call: str) -> str:
         _DIGESTS[call] = (stamp, hit[1], now)
         return hit[1]
     if hit is not None and module is not None:  # edited since imported: run the new code
-        importlib.reload(module)
+        try:
+            importlib.reload(module)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # as in resolve_callable
+            raise ValueError(_import_failed(module.__name__, call, exc)) from exc
         func = resolve_callable(call)
     try:
         digest = digest_text(inspect.getsource(func))
@@ -175,8 +197,15 @@ class PythonStage(BaseStage):
                 result = await func(**kwargs)
             else:
                 result = await _in_daemon_thread(func, kwargs)
-        except Exception as exc:
-            msg = f"{params.call} raised {type(exc).__name__}: {exc}"
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise  # Ctrl-C, or the run is being cancelled: not the function's failure
+        except BaseException as exc:  # SystemExit too: a function must not end us
+            msg = f"{params.call} raised {_raised(exc)}"
+            if isinstance(exc, SystemExit):
+                msg += (
+                    "; a stage function must return its result or raise an exception, not"
+                    " exit: replace sys.exit()/exit() with `raise ValueError(...)`"
+                )
             raise StageError(msg) from exc
         if isinstance(result, Path):
             if not result.is_file():
