@@ -374,7 +374,14 @@ def test_image_max_mb_lowers_quality_then_size(corpus: dict[str, Path], tmp_path
     assert min(probe(png.outputs["image"]).width, probe(png.outputs["image"]).height) >= 340
 
 
-@pytest.mark.parametrize("name", ["text_png", "corrupt", "audio_only"])
+def test_text_under_an_image_name_is_refused_when_the_recipe_is_checked(
+    corpus: dict[str, Path],
+) -> None:
+    with pytest.raises(ValidationError, match="is not an image or a video: it holds text"):
+        ImagePrepareParams(src=artifact(corpus["text_png"]))
+
+
+@pytest.mark.parametrize("name", ["corrupt", "audio_only"])
 def test_unreadable_images_are_media_errors(
     corpus: dict[str, Path], tmp_path: Path, name: str
 ) -> None:

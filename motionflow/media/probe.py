@@ -61,12 +61,24 @@ def probe(path: Path) -> MediaInfo:
             ffmpeg can decode.
     """
     _check_file(path)
+    from motionflow.media.sniff import SVG_FIX, is_animated_webp, is_svg
+
+    if is_svg(path):
+        msg = f"media file {str(path)!r} is an SVG drawing. {SVG_FIX}"
+        raise MediaError(msg)
     import av  # 100 ms to import: keep it off the no-op path.
 
     try:
         with av.open(str(path), mode="r") as container:
             return _info(container)
     except (av.error.FFmpegError, OSError, ValueError, EOFError, RuntimeError) as exc:
+        if is_animated_webp(path):
+            msg = (
+                f"media file {str(path)!r} is an animated WebP, which the probe (PyAV) cannot "
+                "decode. Fix: image.prepare takes its first frame as a PNG; or convert it "
+                "yourself (to PNG for a still, to MP4 for a clip)."
+            )
+            raise MediaError(msg) from exc
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         msg = (
             f"cannot read media file {str(path)!r}: {reason}. It is probably corrupt, "
@@ -120,6 +132,9 @@ def _info(container: Any) -> MediaInfo:
     codec: str | None = None
     if videos:
         stream = videos[0]
+        if stream.codec_context is None:  # a format ffmpeg can demux but not decode
+            msg = f"ffmpeg has no decoder for its {format_name!r} picture"
+            raise ValueError(msg)
         codec = str(stream.codec_context.name)
         width, height = int(stream.codec_context.width), int(stream.codec_context.height)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate

@@ -31,6 +31,7 @@ _MOV_FAMILY = "mov,mp4"  # PyAV's name for the ISO-BMFF demuxer starts with this
 _IMAGE_SUFFIXES = {"mjpeg": (".jpg", ".jpeg"), "png": (".png",)}
 _VIDEO_SUFFIXES = (".mp4", ".mov")
 _ATTACHED_PIC = 1024  # AV_DISPOSITION_ATTACHED_PIC: cover art, not a video
+_FIELD_ORDER_TT = 2  # AVFieldOrder: top field first; higher values are interlaced too
 # AVCOL_TRC_SMPTE2084 (PQ) and AVCOL_TRC_ARIB_STD_B67 (HLG).
 _HDR_TRANSFERS = frozenset({16, 18})
 
@@ -119,6 +120,8 @@ class StreamDetails:
         hdr: the video uses an HDR transfer (PQ or HLG).
         video_seconds: length of the first video stream, or None when the container lacks it.
         audio_codec: codec of the first audio stream, or None.
+        interlaced: the first video stream declares interlaced fields (its field order is
+            top or bottom first), as camcorder and broadcast recordings do.
     """
 
     pix_fmt: str | None
@@ -126,6 +129,7 @@ class StreamDetails:
     hdr: bool
     video_seconds: float | None
     audio_codec: str | None
+    interlaced: bool = False
 
 
 def stream_details(path: Path) -> StreamDetails:
@@ -163,6 +167,7 @@ def _details(container: Any) -> StreamDetails:
     sar = Fraction(1)
     hdr = False
     seconds: float | None = None
+    interlaced = False
     if videos:
         stream = videos[0]
         ctx = stream.codec_context
@@ -173,8 +178,16 @@ def _details(container: Any) -> StreamDetails:
         hdr = int(ctx.color_trc or 0) in _HDR_TRANSFERS
         if stream.duration is not None and stream.time_base is not None:
             seconds = float(stream.duration * stream.time_base)
+        interlaced = _is_interlaced(getattr(ctx, "field_order", None))
     audio = str(audios[0].codec_context.name) if audios else None
-    return StreamDetails(pix_fmt, sar, hdr, seconds, audio)
+    return StreamDetails(pix_fmt, sar, hdr, seconds, audio, interlaced)
+
+
+def _is_interlaced(field_order: object) -> bool:
+    """AVFieldOrder: 0 unknown, 1 progressive, 2..5 interlaced (PyAV may give a name)."""
+    if isinstance(field_order, int):
+        return field_order >= _FIELD_ORDER_TT
+    return str(field_order or "").lower() in ("tt", "bb", "tb", "bt")
 
 
 def _too_big(path: Path, subject: str, what: str, limit: int, fix: str) -> list[Violation]:

@@ -20,8 +20,8 @@ from motionflow.media.rules import (
     stream_details,
 )
 from motionflow.media.scenes import longest_clean_span, scene_cuts
-from motionflow.stages.base import FileParam, OutputKind, StageContext, StageResult
-from motionflow.stages.media_base import MediaStage
+from motionflow.stages.base import OutputKind, StageContext, StageResult
+from motionflow.stages.media_base import MediaFileParam, MediaStage
 
 __all__ = ["MediaCheckParams", "MediaCheckStage", "preflight", "render_violations"]
 
@@ -64,10 +64,10 @@ class MediaCheckParams(BaseModel):
         extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
     )
 
-    image: FileParam | None = Field(
+    image: MediaFileParam | None = Field(
         default=None, description="The character image to check: a reference to a file."
     )
-    video: FileParam | None = Field(
+    video: MediaFileParam | None = Field(
         default=None, description="The reference video to check: a reference to a file."
     )
     orientation: Literal["image", "video"] = Field(

@@ -21,8 +21,9 @@ from motionflow.media.encoding import (
 from motionflow.media.ffmpeg import escape_filter_value, ffmpeg_path, run_ffmpeg
 from motionflow.media.probe import probe
 from motionflow.media.rules import MB, RULES, check_image, display_size
-from motionflow.stages.base import FileParam, OutputKind, StageContext, StageResult
-from motionflow.stages.media_base import MediaStage
+from motionflow.media.sniff import is_animated_webp
+from motionflow.stages.base import OutputKind, StageContext, StageResult
+from motionflow.stages.media_base import MediaFileParam, MediaStage
 
 __all__ = ["IMAGE_MAX_SIDE", "ImagePrepareParams", "ImagePrepareStage"]
 
@@ -45,9 +46,10 @@ class ImagePrepareParams(BaseModel):
         extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
     )
 
-    src: FileParam = Field(
-        description="The character image: PNG, JPEG, WebP, BMP, TIFF, GIF, ... (EXIF"
-        " orientation is applied; of an animation or a video, the first frame is used)."
+    src: MediaFileParam = Field(
+        description="The character image: PNG, JPEG, WebP (animated too), BMP, TIFF, GIF, ..."
+        " (EXIF orientation is applied; of an animation or a video, the first frame is used)."
+        " SVG is refused: convert it to PNG."
     )
     fit: Literal["pad", "crop"] = Field(
         default="pad",
@@ -159,6 +161,10 @@ class ImagePrepareStage(MediaStage):
         assert isinstance(params, ImagePrepareParams)
         src = params.src.path
         name = repr(str(src))
+        operations: list[str] = []
+        if is_animated_webp(src):  # ffmpeg decodes it, PyAV (the probe) cannot: a still first
+            src = await _first_frame(src, ctx.workdir / "first-frame.png")
+            operations.append("took the first frame of an animated WebP")
         info, details = await probe_both(src)
         if not info.has_video:
             msg = (
@@ -166,7 +172,6 @@ class ImagePrepareStage(MediaStage):
                 "Fix: point src at an image."
             )
             raise MediaError(msg)
-        operations: list[str] = []
         if info.fps > 0:
             operations.append(f"took the first frame of a {info.duration:.2f} s {info.format_name}")
         turn = {90: "90° counter-clockwise", 180: "180°", 270: "90° clockwise"}
@@ -222,6 +227,14 @@ class ImagePrepareStage(MediaStage):
                 },
             }
         )
+
+
+async def _first_frame(src: Path, dest: Path) -> Path:
+    """Write the first frame of ``src`` as a PNG at ``dest`` (alpha kept) and return it."""
+    args = ["-i", ffmpeg_path(src), "-frames:v", "1", "-c:v", "png", *BITEXACT]
+    args += ["-f", "image2", "-update", "1", ffmpeg_path(dest)]
+    await run_ffmpeg(args, what=f"read the first frame of the animated WebP {str(src)!r}")
+    return dest
 
 
 async def _write_image(

@@ -4,13 +4,32 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
-from motionflow.stages.base import BaseStage
+from motionflow.media.sniff import SVG_FIX, is_svg, not_media
+from motionflow.stages.base import BaseStage, FileArtifact, FileParam
 
-__all__ = ["MediaStage"]
+__all__ = ["MediaFileParam", "MediaStage"]
+
+
+def _decodable(value: FileArtifact) -> FileArtifact:
+    """Refuse, when the recipe is checked, a file no ffmpeg stage can read: an SVG, an empty
+    file, or text (an HTML page, a Git LFS pointer) under a media file's name."""
+    if is_svg(value.path):
+        msg = f"{str(value.path)!r} is an SVG drawing. {SVG_FIX}"
+        raise ValueError(msg)
+    if (why := not_media(value.path)) is not None:
+        msg = f"{str(value.path)!r} is not an image or a video: {why}"
+        if "Fix:" not in why:
+            msg += ". Fix: point the input at the real media file"
+        raise ValueError(msg)
+    return value
+
+
+#: A media file parameter: a :data:`FileParam` whose bytes ffmpeg can decode (no SVG).
+MediaFileParam = Annotated[FileParam, AfterValidator(_decodable)]
 
 
 class MediaStage(BaseStage):

@@ -11,6 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from motionflow.errors import MediaError
+from motionflow.events import Warning as WarningEvent
 from motionflow.media.encoding import (
     BITEXACT,
     even,
@@ -27,8 +28,8 @@ from motionflow.media.rules import (
     check_video,
     display_size,
 )
-from motionflow.stages.base import FileParam, OutputKind, StageContext, StageResult
-from motionflow.stages.media_base import MediaStage
+from motionflow.stages.base import OutputKind, StageContext, StageResult
+from motionflow.stages.media_base import MediaFileParam, MediaStage
 
 __all__ = [
     "AUDIO_BITRATE",
@@ -85,8 +86,9 @@ class VideoPrepareParams(BaseModel):
         extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
     )
 
-    src: FileParam = Field(
-        description="The source video (any format ffmpeg reads: MP4, MOV, MKV, WebM, GIF, ...)."
+    src: MediaFileParam = Field(
+        description="The source video (any format ffmpeg reads: MP4, MOV, MKV, WebM, GIF, ..."
+        "; not animated WebP or SVG: convert those to MP4)."
     )
     start: float = Field(default=0, ge=0, description="Seconds to skip from the source's start.")
     duration: float | None = Field(
@@ -155,6 +157,7 @@ class _VideoPlan:
     fps_filter: bool  # the rate changes (an encode always makes constant frame rate)
     audio: bool  # the output has sound
     max_bytes: int
+    deinterlace: bool = False  # the source has interlaced fields: bwdif makes full frames
 
 
 class VideoPrepareStage(MediaStage):
@@ -162,6 +165,8 @@ class VideoPrepareStage(MediaStage):
 
     Stream copy is used only when the cut points fall on keyframes and the source already
     meets every rule; otherwise the clip is encoded to H.264 yuv420p MP4 (``+faststart``).
+    An interlaced source is deinterlaced (ffmpeg's ``bwdif``, one frame per frame), with a
+    warning.
     """
 
     kind: ClassVar[str] = "video.prepare"
@@ -176,6 +181,8 @@ class VideoPrepareStage(MediaStage):
         info, details = await probe_both(src)
         warnings: list[str] = []
         plan = _plan_video(src, info, details, params, warnings)
+        if plan.deinterlace:  # the user sees this one now: it changes the picture
+            ctx.emit(WarningEvent(warnings[-1] if warnings else "deinterlaced"))
         dest = ctx.workdir / "video.mp4"
 
         cut = await _copy_cut(src, info, details, plan)
@@ -318,6 +325,11 @@ def _plan_video(
             f"{name} is HDR (PQ/HLG): converted to 8-bit SDR without tone mapping, so its "
             "colours may look flat (the motion is unaffected)"
         )
+    if details.interlaced:  # last, so run() can show it as an event
+        warnings.append(
+            f"{name} is interlaced (two half-pictures per frame, from a camcorder or TV "
+            "recording): deinterlaced (bwdif) so the model sees whole frames without combing"
+        )
     return _VideoPlan(
         start=start,
         length=length,
@@ -329,6 +341,7 @@ def _plan_video(
         fps_filter=fps_filter,
         audio=params.audio and info.has_audio,
         max_bytes=int(params.max_mb * MB),
+        deinterlace=details.interlaced,
     )
 
 
@@ -381,6 +394,7 @@ async def _copy_cut(
         and info.rotation == 0
         and not plan.resize
         and not plan.fps_filter
+        and not plan.deinterlace
     ):
         return None
     size = src.stat().st_size
@@ -491,6 +505,8 @@ def _encode_args(src: Path, dest: Path, plan: _VideoPlan, rate_args: list[str]) 
     args += ["-i", ffmpeg_path(src), "-t", seconds(plan.length), "-map", "0:V:0"]
     args += ["-map", "0:a:0", *_aac_args()] if plan.audio else ["-an"]
     filters: list[str] = []
+    if plan.deinterlace:  # first: the fields must be whole frames before they are scaled
+        filters.append("bwdif=mode=send_frame:parity=auto:deint=all")
     if plan.resize:
         filters += [f"scale={plan.width}:{plan.height}", "setsar=1"]
     # Constant frame rate even when the rate is kept: a variable-rate source's cut could
