@@ -344,7 +344,17 @@ def import_(cache_dir: str | None, src: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
+    from rich.markup import escape
+
     console = _console()
+    for key in report.added:
+        console.print(f"[green]added[/] {key[:12]}")
+    for key in report.restored:
+        console.print(f"[green]restored[/] {key[:12]}: its lost or quarantined file is back")
+    for key in report.present:
+        console.print(f"present {key[:12]}: already in this cache, intact (nothing to do)")
+    for key, why in report.skipped:
+        console.print(f"[yellow]skipped[/] {key[:12]}: {escape(why)}")
     for key in report.conflicts:
         console.print(
             f"[yellow]kept[/] {key[:12]}: this cache holds other files for it (not overwritten; "
@@ -352,6 +362,7 @@ def import_(cache_dir: str | None, src: Path, as_json: bool) -> None:
         )
     console.print(
         f"imported {len(report.added)} results, restored {len(report.restored)}, "
-        f"{len(report.present)} already present, {report.blobs} files stored; paid "
+        f"{len(report.present)} already present, {len(report.skipped)} skipped, "
+        f"{len(report.conflicts)} kept; {report.blobs} files stored; paid "
         f"generations worth {_money(report.paid_usd)} need not be paid again."
     )

@@ -74,8 +74,13 @@ def _components_line(components: dict[str, object]) -> str:
 def _print_explanation(item: Explanation, console: Console) -> None:
     from rich.markup import escape
 
+    origin = ""
+    if item.imported is not None:
+        when = f" at {item.imported['at']}" if item.imported.get("at") else ""
+        origin = f"imported from {item.imported['from']}{when} (cache import)"
     if item.unchanged:
-        console.print(f"[bold]{escape(item.label)}[/]: [green]unchanged (cached)[/]")
+        line = f"[bold]{escape(item.label)}[/]: [green]unchanged (cached)[/]"
+        console.print(line + (f", {escape(origin)}" if origin else ""))
         return
     cost = f" ({_money(item.estimated_usd)})" if item.estimated_usd else ""
     status = "[green]cached[/]" if item.status == "cached" else "[yellow]run[/]"
@@ -86,6 +91,8 @@ def _print_explanation(item: Explanation, console: Console) -> None:
     if item.key is not None:
         was = f" (last run: {item.previous_key[:12]}…)" if item.previous_key else ""
         console.print(f"  key {item.key[:12]}…{was}")
+    if origin:
+        console.print(f"  {escape(origin)}")
     if item.components is None:
         console.print("  key not known until the stages it waits for have run")
     elif item.new:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -51,24 +52,78 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _safe_rel(rel: Any) -> bool:
+    """True for ``variant/file``-like paths: relative, no ``..``, no backslash, no NUL."""
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
+        return False
+    parts = Path(rel).parts
+    return not Path(rel).is_absolute() and ".." not in parts and len(parts) >= 1
+
+
+def _stamp(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
+    )
+
+
+def _clean_entry(entry: Any) -> dict[str, Any] | None:
+    """A manifest entry of the shape :meth:`Manifest.record` writes, or None."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        return None
+    if not isinstance(entry.get("components"), dict):
+        return None
+    clean: dict[str, Any] = {"key": entry["key"], "components": entry["components"]}
+    files = entry.get("files")
+    if files is not None:
+        if not isinstance(files, dict):
+            return None
+        if not all(_safe_rel(rel) and _stamp(st) for rel, st in files.items()):
+            return None
+        clean["files"] = files
+    return clean
+
+
 class Manifest:
     """The key, key components and written files of every (stage, variant, take) last run."""
 
     def __init__(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
         self.path = path
         self.entries = entries
+        self.damaged = ""
         self._original = json.dumps(entries, sort_keys=True)
 
     @classmethod
     def load(cls, out_dir: Path) -> Manifest:
-        """Read the manifest of ``out_dir``; a missing or unreadable one is empty."""
+        """Read the manifest of ``out_dir``; a missing or unreadable one is empty.
+
+        The manifest is derived data (what the last run wrote), so a damaged one is rebuilt,
+        never trusted: entries of the wrong shape are dropped (their outputs are written again
+        from the cache, for free), and so are file paths that leave ``out_dir``, which would
+        otherwise name files for :meth:`keep_only` to delete. ``damaged`` says what was wrong.
+        """
         path = out_dir / MANIFEST
+        damaged = ""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            entries = data.get("entries", {}) if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            entries = {}
-        return cls(path, entries if isinstance(entries, dict) else {})
+        except FileNotFoundError:
+            data = {}
+        except (OSError, ValueError, RecursionError) as exc:
+            data, damaged = {}, f"it cannot be read as JSON ({exc})"
+        raw = data.get("entries", {}) if isinstance(data, dict) else None
+        if not isinstance(raw, dict):
+            raw, damaged = {}, damaged or "it is not an object with entries"
+        entries: dict[str, dict[str, Any]] = {}
+        for name, entry in raw.items():
+            clean = _clean_entry(entry)
+            if clean is None:
+                damaged = damaged or f"its entry {name!r:.60} is malformed"
+            else:
+                entries[name] = clean
+        manifest = cls(path, entries)
+        manifest.damaged = damaged
+        return manifest
 
     def components(self, name: str) -> dict[str, Any] | None:
         """Key components recorded for ``name`` by the last run, if any."""
@@ -112,11 +167,19 @@ class Manifest:
             for rel, (size, mtime_ns) in self.entries.pop(name).get("files", {}).items():
                 path = base / rel
                 try:
-                    st = path.stat()
-                except OSError:
+                    st = path.lstat()
+                    inside = path.resolve().parent.is_relative_to(base.resolve())
+                except (OSError, RuntimeError):
+                    continue
+                if not inside or not stat.S_ISREG(st.st_mode):  # only our own plain files
                     continue
                 if rel not in kept and (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
-                    path.unlink()
+                    try:
+                        path.unlink()
+                    except OSError as exc:
+                        from motionflow.outfile import out_write_error
+
+                        raise out_write_error(base, exc, "(remove) a stale output") from exc
                     deleted.append(path)
                     with contextlib.suppress(OSError):  # only if now empty
                         path.parent.rmdir()
@@ -128,6 +191,12 @@ class Manifest:
         if text == self._original and self.path.is_file():
             return False
         payload = {"version": 1, "entries": self.entries}
-        atomic_write_text(self.path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        try:
+            atomic_write_text(self.path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        except OSError as exc:
+            from motionflow.outfile import out_write_error
+
+            kept = " (the results stay in the cache: nothing is paid or computed again)"
+            raise out_write_error(self.path.parent, exc, "the manifest", kept=kept) from exc
         self._original = text
         return True

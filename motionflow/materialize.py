@@ -9,6 +9,7 @@ from typing import Any
 from motionflow.errors import CacheError, UsageError
 from motionflow.graph import Instance
 from motionflow.manifest import Manifest, atomic_copy, atomic_write_text, entry_name
+from motionflow.outfile import out_write_error
 from motionflow.recipe.matrix import Variant
 
 __all__ = ["materialize"]
@@ -140,30 +141,40 @@ def materialize(
                     f"`motionflow cache forget {key[:12]}`"
                 )
                 raise CacheError(msg)
-        folder = _folder(out_dir, variant.id, key)
-        files: dict[str, list[int]] = {}
-        # the first output the stage kind declares is the main one: `sheet.mp4`; the others
-        # are named by field: `sheet.layout.json`
-        main = next((name for name in instance.impl.outputs if name in outputs), None)
-        for field, out in outputs.items():
-            stem = base if field == main else f"{base}.{field}"
-            if "file" in out:
-                dest = _inside(folder, folder / f"{stem}{out.get('ext', '')}", key)
-                atomic_copy(blob_path(out["file"]), dest)
-            else:
-                value = out.get("value")
-                text = value if isinstance(value, str) else json.dumps(value, indent=1)
-                dest = folder / f"{stem}{'.txt' if isinstance(value, str) else '.json'}"
-                dest = _inside(folder, dest, key)
-                atomic_write_text(dest, text + ("\n" if not text.endswith("\n") else ""))
-            written.append(dest)
-        receipt = _inside(folder, folder / f"{base}.receipt.json", key)
-        body = _receipt(recipe, instance, variant, key, components, record)
-        atomic_write_text(receipt, json.dumps(body, indent=1, sort_keys=True) + "\n")
-        written.append(receipt)
-        for path in written:
-            if path.parent == folder:
-                st = path.stat()
-                files[str(path.relative_to(out_dir))] = [st.st_size, st.st_mtime_ns]
-        manifest.record(name, key, components, files)
+        try:
+            folder = _folder(out_dir, variant.id, key)
+            files: dict[str, list[int]] = {}
+            # the first output the stage kind declares is the main one: `sheet.mp4`; the others
+            # are named by field: `sheet.layout.json`
+            main = next((name for name in instance.impl.outputs if name in outputs), None)
+            for field, out in outputs.items():
+                stem = base if field == main else f"{base}.{field}"
+                if "file" in out:
+                    dest = _inside(folder, folder / f"{stem}{out.get('ext', '')}", key)
+                    atomic_copy(blob_path(out["file"]), dest)
+                else:
+                    value = out.get("value")
+                    text = value if isinstance(value, str) else json.dumps(value, indent=1)
+                    dest = folder / f"{stem}{'.txt' if isinstance(value, str) else '.json'}"
+                    dest = _inside(folder, dest, key)
+                    atomic_write_text(dest, text + ("\n" if not text.endswith("\n") else ""))
+                written.append(dest)
+            receipt = _inside(folder, folder / f"{base}.receipt.json", key)
+            body = _receipt(recipe, instance, variant, key, components, record)
+            atomic_write_text(receipt, json.dumps(body, indent=1, sort_keys=True) + "\n")
+            written.append(receipt)
+            for path in written:
+                if path.parent == folder:
+                    st = path.stat()
+                    files[str(path.relative_to(out_dir))] = [st.st_size, st.st_mtime_ns]
+            manifest.record(name, key, components, files)
+        except OSError as exc:
+            what = f"the outputs of {instance.label}"
+            raise out_write_error(out_dir, exc, what, kept=_KEPT) from exc
     return written
+
+
+_KEPT = (
+    " (the results stay in the cache: the next run writes them out without paying or "
+    "computing anything again)"
+)

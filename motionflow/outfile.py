@@ -9,13 +9,14 @@ is not a regular file is refused.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
 from motionflow.errors import UsageError
 
-__all__ = ["DEV_NULL", "output_kind"]
+__all__ = ["DEV_NULL", "out_write_error", "output_kind"]
 
 DEV_NULL = Path(os.devnull)
 
@@ -47,3 +48,24 @@ def output_kind(path: Path, what: str) -> str:
         "folder), and motionflow never replaces one; give a file path, or - for standard output"
     )
     raise UsageError(msg)
+
+
+def out_write_error(folder: Path, exc: OSError, what: str, *, kept: str = "") -> UsageError:
+    """``exc``, met while writing ``what`` under ``folder`` (``out/<recipe>``), as exit 2.
+
+    Names the folder, the cause (``no space left`` for ENOSPC, ``read-only``) and the fix;
+    ``kept`` adds what is safe all the same (the run's results, in the cache).
+    """
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause, fix = "no space left on the disk holding it", "free some space"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        cause = "it is read-only"
+        fix = f"make it writable (e.g. `chmod -R u+w {folder}`, or remount its disk read-write)"
+    else:
+        cause, fix = exc.strerror or type(exc).__name__, "fix that"
+    where = f" ({exc.filename})" if exc.filename else ""
+    msg = (
+        f"cannot write {what} in {str(folder)!r}: {cause}{where}; {fix}, then run the same "
+        f"command again{kept}. No partial file was left"
+    )
+    return UsageError(msg)

@@ -159,6 +159,8 @@ class Explanation:
         changes: what differs from the last run's components.
         new: the last run had no such instance.
         estimated_usd: what running it costs (0 when cached).
+        imported: for a cached result that came in with ``cache import``, where from and when
+            (``{"from": <archive name>, "at": <time>}``); None for results made here.
     """
 
     label: str
@@ -172,6 +174,7 @@ class Explanation:
     changes: list[Change] = field(default_factory=list)
     new: bool = False
     estimated_usd: float = 0.0
+    imported: dict[str, Any] | None = None
 
     @property
     def unchanged(self) -> bool:
@@ -193,6 +196,7 @@ class Explanation:
             "estimated_usd": self.estimated_usd,
             "components": self.components,
             "changes": [c.to_json() for c in self.changes],
+            "imported": self.imported,
         }
 
 
@@ -216,7 +220,23 @@ def _explain_item(plan: Plan, item: PlannedInstance) -> Explanation:
         changes=changes,
         new=old is None,
         estimated_usd=item.estimate.usd if item.status == "run" else 0.0,
+        imported=_origin(item.record) if item.status == "cached" else None,
     )
+
+
+def _origin(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``{"from", "at"}`` of a record added by ``cache import``, or None (text only)."""
+    if not isinstance(record, dict):
+        return None
+    origin = record.get("imported")
+    meta = record.get("meta")
+    source = origin.get("from") if isinstance(origin, dict) else None
+    if not isinstance(source, str) and isinstance(meta, dict):
+        source = meta.get("imported_from")
+    if not isinstance(source, str):
+        return None
+    at = origin.get("at") if isinstance(origin, dict) else None
+    return {"from": source[:256], "at": at if isinstance(at, str) else None}
 
 
 def explain(plan: Plan, stage: str | None = None, variant: str | None = None) -> list[Explanation]:

@@ -29,7 +29,7 @@ from motionflow.cache.manage import (
     is_paid,
     list_entries,
 )
-from motionflow.cache.store import Cache
+from motionflow.cache.store import Cache, writing
 from motionflow.errors import UsageError
 from motionflow.keys import digest_file
 
@@ -110,12 +110,13 @@ def verify_blobs(cache: Cache) -> VerifyReport:
             actual = f"unreadable: {exc}"
         if actual == digest:
             continue
-        quarantine.mkdir(parents=True, exist_ok=True)
         hexd = digest.removeprefix("blake3:")
         dest = quarantine / hexd
         if dest.exists():
             dest = quarantine / f"{hexd}.{int(time.time() * 1000)}"
-        path.replace(dest)
+        with writing(cache.root, f"quarantine the corrupt file {str(path)!r}"):
+            quarantine.mkdir(parents=True, exist_ok=True)
+            path.replace(dest)
         keys = users.get(digest, [])
         paid = [(k, r) for k, r in keys if is_paid(r)]
         for key, record in keys:
@@ -192,7 +193,7 @@ def forget(cache: Cache, keys: Iterable[str]) -> list[tuple[str, float]]:
         job = journal.get(key)
         if job is not None and job.state == "stored":
             journal.archive(job, "released by motionflow cache forget")
-        with index.transact():
+        with writing(cache.root, "forget results"), index.transact():
             index.delete("result:" + key)
             index.delete("meta:corrupt:" + key)
         try:
@@ -305,6 +306,8 @@ def collect_garbage(
     storing them).
     """
     report = GcReport(dry_run=dry_run)
+    if not dry_run:  # no run may reuse what is about to go
+        cache.exclusive("collect garbage (`motionflow cache gc`)")
     entries = list_entries(cache, referenced)
     records = dict(_records(cache))
     drop: dict[str, Removal] = {}
@@ -356,7 +359,7 @@ def collect_garbage(
         return report
     if report.removed:
         index = _index(cache, create=True)
-        with index.transact():
+        with writing(cache.root, "collect garbage"), index.transact():
             for removal in report.removed:
                 index.delete("result:" + removal.key)
                 index.delete("meta:corrupt:" + removal.key)
@@ -376,7 +379,8 @@ def _is_journal_only(cache: Cache, digest: str, drop: dict[str, Removal]) -> boo
     """True when ``digest`` is kept only by the journal record of a result being dropped."""
     for key in drop:
         path = cache.root / "journal" / f"{key}.json"
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(path.read_text(encoding="utf-8")).get("blob") == digest:
+        with contextlib.suppress(OSError, ValueError, RecursionError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("blob") == digest:
                 return True
     return False

@@ -32,15 +32,16 @@ again, never resubmitted.
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from motionflow.errors import CacheError
 
-__all__ = ["OPEN", "STATES", "JobRecord", "Journal"]
+__all__ = ["OPEN", "STATES", "JobRecord", "Journal", "record_problem"]
 
 STATES = ("submitting", "submitted", "completed", "stored", "in_doubt", "failed", "lost")
 OPEN = frozenset({"submitting", "submitted", "completed", "in_doubt"})
@@ -54,6 +55,84 @@ _NEXT: dict[str, tuple[str, ...]] = {
     "failed": (),
     "lost": (),
 }
+
+
+_TEXT = ("key", "state", "label", "recipe", "provider", "idempotency_key", "stage")
+_OPTIONAL_TEXT = ("job_id", "blob", "error", "alive_at", "adopted_event")
+_OPTIONAL_NUMBER = ("actual_usd", "billed_seconds")
+
+
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not a number JSON allows"
+    raise ValueError(msg)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_problem(data: Any) -> str | None:
+    """Why ``data`` (a parsed journal file) is not a journal record, or None when it is one.
+
+    Every field is checked for its type, so a damaged or hand-edited record is reported where
+    it is read, never half-used (a text where an amount belongs would break the sums).
+    """
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__}, not an object with a job's fields"
+    names = {f.name for f in fields(JobRecord)}
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        return f"it has fields a journal record never has: {', '.join(unknown[:5])}"
+    required = ("key", "state", "label", "recipe", "provider", "request", "idempotency_key")
+    missing = [name for name in (*required, "estimated_usd") if name not in data]
+    if missing:
+        return f"it lacks the field(s) {', '.join(missing)}"
+    wrong = [n for n in _TEXT if n in data and not isinstance(data[n], str)]
+    wrong += [n for n in _OPTIONAL_TEXT if data.get(n) is not None and not isinstance(data[n], str)]
+    wrong += [n for n in _OPTIONAL_NUMBER if data.get(n) is not None and not _number(data[n])]
+    if not _number(data["estimated_usd"]) or data["estimated_usd"] < 0:
+        wrong.append("estimated_usd")
+    if not isinstance(data["request"], dict):
+        wrong.append("request")
+    urls = data.get("output_urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        wrong.append("output_urls")
+    history = data.get("history", [])
+    if not isinstance(history, list) or not all(
+        isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in history
+    ):
+        wrong.append("history")
+    attempt = data.get("attempt", 0)
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        wrong.append("attempt")
+    if not isinstance(data.get("redownload", False), bool):
+        wrong.append("redownload")
+    if wrong:
+        shown = ", ".join(f"{n} ({type(data[n]).__name__} {data[n]!r:.40})" for n in wrong)
+        return f"field(s) of the wrong type or value: {shown}"
+    if data["state"] not in STATES:
+        return f"its state {data['state']!r:.40} is none of {', '.join(STATES)}"
+    return None
+
+
+def _damaged(path: Path, why: str) -> str:
+    return (
+        f"the journal record {str(path)!r} is damaged: {why}. It may stand for a paid job, so "
+        "it is never skipped silently: inspect it (the job id, if any, is on the EmpirioLabs "
+        f"dashboard), then move it out of the journal, e.g. `mv '{path}' '{path}.damaged'` "
+        "(files not ending in .json are not read), and run the command again"
+    )
+
+
+def _unwritable(folder: Path, exc: OSError) -> CacheError:
+    from motionflow.cache.store import cache_write_error
+
+    root = folder.parent if folder.name == "journal" else folder.parent.parent
+    problem = cache_write_error(root, exc, f"write the journal in {str(folder)!r}")
+    if problem is not None:
+        return CacheError(f"{problem}; nothing was submitted")
+    msg = f"cannot write the journal in {str(folder)!r}: {exc}; nothing was submitted"
+    return CacheError(msg)
 
 
 def _now() -> str:
@@ -153,7 +232,10 @@ class Journal:
         except FileNotFoundError:
             return set()
         except OSError as exc:
-            msg = f"cannot list the journal's open jobs in {str(folder)!r}: {exc}"
+            msg = (
+                f"cannot list the journal's open jobs in {str(folder)!r}: {exc}; pass --cache "
+                "DIR or set MOTIONFLOW_CACHE to a writable folder"
+            )
             raise CacheError(msg) from exc
         for key in sorted(keys):
             record = self.get(key)
@@ -171,8 +253,7 @@ class Journal:
             else:
                 marker.unlink(missing_ok=True)
         except OSError as exc:
-            msg = f"cannot write the journal in {str(self.folder)!r}: {exc}; nothing was submitted"
-            raise CacheError(msg) from exc
+            raise _unwritable(self.folder, exc) from exc
 
     def get(self, key: str) -> JobRecord | None:
         """The record of ``key``, or None when no job was ever started for it.
@@ -200,13 +281,17 @@ class Journal:
 
     def _read(self, path: Path) -> JobRecord:
         try:
-            return JobRecord(**json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError) as exc:
-            msg = (
-                f"the journal record {str(path)!r} cannot be read ({exc}); it may stand for a "
-                "paid job. Inspect it, and move it aside only if you know the job's fate"
-            )
-            raise CacheError(msg) from exc
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        except (OSError, ValueError, RecursionError) as exc:
+            raise CacheError(_damaged(path, f"it cannot be read as JSON ({exc})")) from exc
+        problem = record_problem(data)
+        if problem is None and not (
+            path.name == f"{data['key']}.json" or path.name.startswith(f"{data['key']}.")
+        ):
+            problem = f"its key {data['key'][:16]!r}… is not the one its file name says"
+        if problem is not None:
+            raise CacheError(_damaged(path, problem))
+        return JobRecord(**data)
 
     def archive(self, record: JobRecord, reason: str) -> None:
         """Move a finished-with record aside (kept for ``jobs`` and ``spend``), freeing its key.
@@ -346,7 +431,6 @@ class Journal:
             finally:
                 os.close(fd)
         except OSError as exc:
-            msg = f"cannot write the journal in {str(folder)!r}: {exc}; nothing was submitted"
-            raise CacheError(msg) from exc
+            raise _unwritable(folder, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)

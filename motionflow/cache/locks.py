@@ -14,6 +14,15 @@ __all__ = ["key_lock"]
 _POLL = 0.05
 
 
+def _open_lock(root: Path, path: Path) -> int:
+    """An fd on the lock file ``path`` (created), or the located read-only/full-disk error."""
+    from motionflow.cache.store import writing
+
+    with writing(root, f"take the lock {path.name[:12]} in the cache"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
 @contextlib.asynccontextmanager
 async def key_lock(root: Path, key: str) -> AsyncIterator[None]:
     """Hold an exclusive lock on ``key`` across processes sharing the cache at ``root``.
@@ -22,8 +31,7 @@ async def key_lock(root: Path, key: str) -> AsyncIterator[None]:
     so a crash never leaves a stale lock behind. Waiting polls without blocking the event loop.
     """
     path = root / "locks" / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(root, path)
     try:
         while True:
             try:

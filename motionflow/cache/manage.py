@@ -201,9 +201,11 @@ def referenced_keys(cache: Cache, projects: Iterable[Path]) -> set[str]:
     keys: set[str] = set()
     for project in projects:
         for manifest in sorted((project / "out").glob("*/manifest.json")):
-            for entry in Manifest.load(manifest.parent).entries.values():
-                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
-                    keys.add(entry["key"])
+            loaded = Manifest.load(manifest.parent)
+            if loaded.damaged:  # it may be what keeps a paid result: never guess
+                raise CacheError(_damaged_manifest(manifest, loaded.damaged))
+            for entry in loaded.entries.values():
+                keys.add(entry["key"])
     roots = cache.root / "roots.json"
     if roots.is_file():
         try:
@@ -221,6 +223,14 @@ def referenced_keys(cache: Cache, projects: Iterable[Path]) -> set[str]:
     return keys
 
 
+def _damaged_manifest(path: Path, why: str) -> str:
+    return (
+        f"the manifest {str(path)!r} is damaged ({why}), so which results its project uses "
+        "is unknown; nothing was changed. Rebuild it with `motionflow run RECIPE --recheck` "
+        "(free: the results are in the cache), or move it aside if the recipe is gone"
+    )
+
+
 def recipe_keys(projects: Iterable[Path], name: str) -> list[str]:
     """The keys in ``out/<name>/manifest.json`` of the first project that has one.
 
@@ -234,8 +244,10 @@ def recipe_keys(projects: Iterable[Path], name: str) -> list[str]:
         out = project / "out" / name
         searched.append(str(out / MANIFEST))
         if (out / MANIFEST).is_file():
-            entries = Manifest.load(out).entries.values()
-            return sorted({e["key"] for e in entries if isinstance(e.get("key"), str)})
+            loaded = Manifest.load(out)
+            if loaded.damaged:
+                raise CacheError(_damaged_manifest(out / MANIFEST, loaded.damaged))
+            return sorted({e["key"] for e in loaded.entries.values()})
     msg = (
         f"no results recorded for recipe {name!r}: {', '.join(searched) or 'no project'} does "
         "not exist. Run the recipe first, or pass --project DIR for the project that ran it"

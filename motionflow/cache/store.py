@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import shutil
@@ -19,7 +21,7 @@ import blake3
 
 from motionflow.errors import CacheError
 
-__all__ = ["Cache", "default_cache_dir"]
+__all__ = ["Cache", "cache_write_error", "default_cache_dir", "writing"]
 
 _CHUNK = 1 << 20
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -33,6 +35,109 @@ def default_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("motionflow", appauthor=False))
+
+
+_READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cause = todo.pop(0)
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        yield cause
+        todo += [cause.__cause__, cause.__context__]
+
+
+def _try_create(folder: Path) -> OSError | None:
+    """The error creating (then removing) a file in ``folder`` meets, or None."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".probe-", dir=folder)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        Path(name).unlink()
+    return None
+
+
+def _probe(root: Path) -> OSError | None:
+    """The error writing into the cache at ``root`` meets now (read-only, full), or None.
+
+    SQLite says only "unable to open database file" when the index folder is read-only, so
+    the folder is tried for real: a file is created in it and removed, and the index file is
+    opened for writing. Root ignores permission bits but not a read-only mount; both show.
+    """
+    folder = root
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    for sub in ("index", "blobs", "tmp", "journal"):
+        if (root / sub).is_dir() and (problem := _try_create(root / sub)) is not None:
+            return problem
+    db = root / "index" / "cache.db"
+    if db.is_file():
+        try:
+            os.close(os.open(db, os.O_RDWR))
+        except OSError as exc:
+            return exc
+    return _try_create(folder) if not (root / "index").is_dir() else None
+
+
+def cache_write_error(root: Path, exc: BaseException, doing: str) -> CacheError | None:
+    """``exc`` (met while ``doing`` writes to the cache at ``root``) as a message to act on.
+
+    A read-only cache says so (the folder, the cause, the fix), a full disk too; None when
+    ``exc`` is neither (the caller keeps its own message).
+    """
+    found: BaseException | None = None
+    for cause in _causes(exc):
+        text = str(cause).lower()
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, *_READ_ONLY_ERRNOS):
+            found = cause
+            break
+        if isinstance(cause, sqlite3.Error) and (
+            "readonly" in text or "read-only" in text or "disk is full" in text
+        ):
+            found = cause
+            break
+    if found is None and any(isinstance(c, sqlite3.Error) for c in _causes(exc)):
+        found = _probe(root)
+    if found is None:
+        return None
+    text = str(found).lower()
+    full = (isinstance(found, OSError) and found.errno == errno.ENOSPC) or "full" in text
+    if full:
+        msg = (
+            f"cannot {doing}: the disk holding the cache folder {str(root)!r} is full "
+            f"({found}); free some space (`motionflow cache gc`) or pass --cache DIR (or set "
+            "MOTIONFLOW_CACHE) to a folder on another disk"
+        )
+    else:
+        msg = (
+            f"cannot {doing}: the cache folder {str(root)!r} is read-only ({found}); make it "
+            f"writable (e.g. `chmod -R u+w {root}`, or remount its disk read-write), or pass "
+            "--cache DIR (or set MOTIONFLOW_CACHE) to a writable folder"
+        )
+    return CacheError(msg)
+
+
+@contextlib.contextmanager
+def writing(root: Path, doing: str) -> Iterator[None]:
+    """Turn a failed write to the cache (read-only, full disk) into a :class:`CacheError`.
+
+    Raises:
+        CacheError: the cache could not be written; other errors pass through unchanged.
+    """
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        problem = cache_write_error(root, exc, doing)
+        if problem is None:
+            raise
+        raise problem from exc
 
 
 class Cache:
@@ -56,12 +161,17 @@ class Cache:
         self._index: Any = None
         self._pending: dict[str, str] = {}
         self._absent = False
+        self._in_use: int | None = None
 
     def _ensure_dirs(self) -> None:
         try:
             for sub in ("blobs", "tmp", "locks"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
+            self._hold()
         except OSError as exc:
+            problem = cache_write_error(self.root, exc, "use the cache")
+            if problem is not None:
+                raise problem from exc
             msg = (
                 f"cannot use the cache directory {str(self.root)!r}: {exc}; pass --cache DIR or"
                 " set MOTIONFLOW_CACHE to a writable folder"
@@ -84,6 +194,11 @@ class Cache:
                     statistics=False,
                 )
             except Exception as exc:
+                problem = _probe(self.root)
+                if problem is not None:
+                    found = cache_write_error(self.root, problem, "open the cache index")
+                    if found is not None:
+                        raise found from exc
                 msg = (
                     f"cannot open the cache index in {str(self.root)!r}: {exc}; if it is "
                     "corrupt, move the folder aside (results are kept in blobs/)"
@@ -97,22 +212,69 @@ class Cache:
         return None if raw is None else json.loads(raw)
 
     def _write(self, name: str, value: Any) -> None:
-        self._open(create=True).set(name, json.dumps(value))
+        index = self._open(create=True)
+        with writing(self.root, "write to the cache index"):
+            index.set(name, json.dumps(value))
 
     def flush(self) -> None:
         """Write the file digests memoised since the last flush."""
         if self._pending:
             index = self._open(create=True)
-            with index.transact():
+            with writing(self.root, "write to the cache index"), index.transact():
                 for name, digest in self._pending.items():
                     index.set(name, json.dumps(digest))
             self._pending.clear()
 
     def close(self) -> None:
-        """Close the index."""
+        """Close the index, and let go of the cache (see :meth:`exclusive`)."""
         if self._index is not None:
             self._index.close()
             self._index = None
+        if self._in_use is not None:
+            os.close(self._in_use)  # releases the flock
+            self._in_use = None
+
+    # -- who uses the cache -------------------------------------------------------------------
+    def _hold(self) -> None:
+        """Take the shared lock ``locks/in-use`` for as long as this cache is open.
+
+        Every process that reads or writes results holds it, so ``gc`` (which needs it
+        exclusively) never deletes a file a running ``run`` is about to reuse. It waits while
+        a ``gc`` holds it exclusively (gc takes seconds). A cache that cannot be written
+        cannot be collected either: then no lock is needed and none is taken.
+        """
+        if self._in_use is not None:
+            return
+        path = self.root / "locks" / "in-use"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                return
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._in_use = fd
+
+    def exclusive(self, doing: str) -> None:
+        """Make sure no other process uses the cache until :meth:`close` (for ``gc``).
+
+        Raises:
+            CacheError: another process (a ``run``, most likely) has the cache open.
+        """
+        self._ensure_dirs()
+        if self._in_use is None:  # pragma: no cover - a writable cache always has the lock
+            return
+        try:
+            fcntl.flock(self._in_use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            fcntl.flock(self._in_use, fcntl.LOCK_SH)  # back to where we were
+            msg = (
+                f"cannot {doing}: another motionflow process (a `run`, most likely) is using "
+                f"the cache {str(self.root)!r}, and {doing} could delete files it is about to "
+                "reuse; nothing was changed. Wait for it to finish, then run the command again"
+            )
+            raise CacheError(msg) from exc
 
     # -- results ------------------------------------------------------------------------------
     def get_result(self, key: str) -> dict[str, Any] | None:
@@ -193,12 +355,13 @@ class Cache:
 
     def _commit(self, tmp: Path, digest: str) -> Path:
         final = self.blob_path(digest)
-        if final.is_file():
-            tmp.unlink()
-            return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp.chmod(_READ_ONLY)
-        tmp.replace(final)
+        with writing(self.root, "store a file in the cache"):
+            if final.is_file():
+                tmp.unlink()
+                return final
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp.chmod(_READ_ONLY)
+            tmp.replace(final)
         return final
 
     def store_file(self, src: Path, *, move: bool = False) -> tuple[str, int]:
@@ -216,7 +379,11 @@ class Cache:
         hasher = blake3.blake3()
         size = 0
         with self.temp_file() as tmp:
-            with src.open("rb") as fin, tmp.open("wb") as fout:
+            with (
+                src.open("rb") as fin,
+                writing(self.root, "store a file in the cache"),
+                tmp.open("wb") as fout,
+            ):
                 while chunk := fin.read(_CHUNK):
                     hasher.update(chunk)
                     fout.write(chunk)
@@ -241,7 +408,8 @@ class Cache:
     def workdir(self) -> Iterator[Path]:
         """An empty private folder under ``tmp/`` for a running stage, removed afterwards."""
         self._ensure_dirs()
-        path = Path(tempfile.mkdtemp(prefix="work-", dir=self.root / "tmp"))
+        with writing(self.root, "make a work folder in the cache"):
+            path = Path(tempfile.mkdtemp(prefix="work-", dir=self.root / "tmp"))
         try:
             yield path
         finally:

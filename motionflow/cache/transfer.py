@@ -474,6 +474,8 @@ _READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EROFS, errno.EPERM})
 
 def _cache_problem(cache: Cache, src: Path, exc: BaseException) -> MotionflowError:
     """``exc`` (raised while writing to the cache) as the message a user can act on."""
+    if isinstance(exc, CacheError) and ("read-only" in str(exc) or " is full" in str(exc)):
+        return CacheError(f"cannot import {str(src)!r}: {exc}; nothing was imported")
     for cause in (exc, exc.__cause__, exc.__context__):
         full = isinstance(cause, sqlite3.Error) and "disk is full" in str(cause)
         if full or (isinstance(cause, OSError) and cause.errno == errno.ENOSPC):

@@ -106,8 +106,17 @@ async def write_report(
     Raises:
         MediaError: ffmpeg could not make a poster frame.
         ToolNotFoundError: no ffmpeg.
-        OSError: ``out/<recipe>/`` is not writable.
+        UsageError: ``out/<recipe>/`` is not writable (read-only, full disk).
     """
+    try:
+        return await _write_report(recipe, cache_root, run_started)
+    except OSError as exc:
+        from motionflow.outfile import out_write_error
+
+        raise out_write_error(recipe.out_dir, exc, "the report (index.html)") from exc
+
+
+async def _write_report(recipe: Recipe, cache_root: Path, run_started: float | None) -> Report:
     out_dir = recipe.out_dir
     started = await asyncio.to_thread(_run_started, out_dir, run_started)
     gallery = await asyncio.to_thread(collect, recipe, started)
