@@ -738,6 +738,7 @@ def run(
             resubmit_lost=resubmit_lost,
             retry_failed=retry_failed,
         )
+        _check_settings()
         cache = _cache(cache_dir)
         try:
             planned = make_plan(loaded, cache)
@@ -782,6 +783,23 @@ def run(
     if approval is not None and approval.refused:
         _die(UsageError(_refused_during_run(approval.refused, plan_file or "")))
     sys.exit(result.exit_code)
+
+
+def _check_settings() -> None:
+    """A set but unusable ``MOTIONFLOW_FFMPEG``, ``MOTIONFLOW_FONT`` or ``MOTIONFLOW_PRICES``
+    is refused before anything runs or is written (exit 2), not found out by the first stage
+    that needs it."""
+    import os
+
+    from motionflow.media.ffmpeg import ENV_FFMPEG, find_ffmpeg
+    from motionflow.media.fonts import ENV_FONT, find_font
+    from motionflow.providers.pricing import price_table
+
+    price_table()
+    if os.environ.get(ENV_FFMPEG):
+        find_ffmpeg()
+    if os.environ.get(ENV_FONT):
+        find_font()
 
 
 def _refused_during_run(refused: list[tuple[str, str]], plan_file: str) -> str:

@@ -55,6 +55,8 @@ class RunResult:
         saved_usd: the price of what was reused instead of paid again.
         outputs: files under out/ for the recipe's outputs.
         failures: ``(instance label, message)`` for each failure.
+        failed_on_input: failures caused by the user's inputs or parameters (unreadable or
+            rule-breaking media, a value no stage accepts), not by a stage or the service.
         budget_refused: the budget stopped at least one instance.
         jobs_collected: paid jobs of earlier runs (any recipe, any vars) fetched by this run.
         jobs_pending: for each paid job still in flight after the run, why and what to do.
@@ -64,6 +66,7 @@ class RunResult:
     executed: int = 0
     cached: int = 0
     failed: int = 0
+    failed_on_input: int = 0
     blocked: int = 0
     jobs_submitted: int = 0
     jobs_resumed: int = 0
@@ -79,9 +82,13 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 ok, 1 a stage failed, 3 the budget stopped something."""
+        """0 ok, 1 a stage failed, 2 only bad inputs failed, 3 the budget stopped something.
+
+        Bad input is exit 2 whether the planner or the run finds it (a downloaded SVG, a
+        corrupt clip); a failure of a stage or the service (which a retry may fix) is exit 1.
+        """
         if self.failed:
-            return 1
+            return 2 if self.failed_on_input == self.failed else 1
         return 3 if self.budget_refused else 0
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +97,7 @@ class RunResult:
             "executed": self.executed,
             "cached": self.cached,
             "failed": self.failed,
+            "failed_on_input": self.failed_on_input,
             "blocked": self.blocked,
             "jobs_submitted": self.jobs_submitted,
             "jobs_resumed": self.jobs_resumed,
@@ -167,12 +175,12 @@ class _Run:
         bound = bind(inst, self.known, self.plan.inputs)
         if not bound.complete or bound.params is None:
             msg = "; ".join(m for _, m in bound.errors) or f"unresolved {sorted(bound.waiting)}"
-            return self.fail(inst, f"invalid parameters: {msg}")
+            return self.fail(inst, f"invalid parameters: {msg}", bad_input=True)
         provider = self.plan.recipe.model.provider
         try:
             components = key_components(inst, bound.params, provider)
         except ValueError as exc:
-            return self.fail(inst, str(exc))
+            return self.fail(inst, str(exc), bad_input=True)
         key = instance_key(components)
         record = self.cache.get_result(key)
         if record is not None:
@@ -208,8 +216,9 @@ class _Run:
         self.after(inst, key, components, record)
         return outputs
 
-    def fail(self, inst: Instance, message: str) -> dict[str, Any]:
+    def fail(self, inst: Instance, message: str, *, bad_input: bool = False) -> dict[str, Any]:
         self.result.failed += 1
+        self.result.failed_on_input += bad_input
         self.result.failures.append((inst.label, message))
         self.emit(InstanceFailed(inst.stage, inst.label, message))
         raise _Blocked(f"{inst.label} failed")
@@ -263,7 +272,9 @@ class _Run:
                 if found:
                     self.reserved -= reserved
                     return self.fail(
-                        inst, "media check failed, nothing was submitted: " + "; ".join(found)
+                        inst,
+                        "media check failed, nothing was submitted: " + "; ".join(found),
+                        bad_input=True,
                     )
             self.emit(InstanceStarted(inst.stage, inst.label, key))
             started = time.monotonic()
@@ -283,8 +294,8 @@ class _Run:
                 try:
                     result = await self.backend.run_instance(inst, params, ctx)
                     record = self.store(inst, result, workdir)
-                except MotionflowError as exc:
-                    return self.fail(inst, str(exc))
+                except MotionflowError as exc:  # InputError, MediaError: the user's input
+                    return self.fail(inst, str(exc), bad_input=exc.exit_code == 2)
                 except Exception as exc:  # noqa: BLE001 - a stage's failure stops its dependents only
                     return self.fail(inst, f"{type(exc).__name__}: {exc}")
             self.cache.put_result(key, record)

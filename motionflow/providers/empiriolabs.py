@@ -62,6 +62,7 @@ __all__ = [
     "UsageEvent",
     "UsageRead",
     "check_api_key",
+    "check_base_url",
 ]
 
 DEFAULT_BASE_URL = "https://api.empiriolabs.ai"
@@ -94,6 +95,26 @@ def _odd_character(char: str) -> str | None:
     if code > 0x7E:
         return f"a non-ASCII character (U+{code:04X})"
     return None
+
+
+def check_base_url(base_url: str) -> httpx.URL:
+    """``base_url`` (``EMPIRIOLABS_BASE_URL``) as a URL, once it is proven http(s) with a host.
+
+    Raises:
+        UsageError: it is not a URL, or not an http(s) one with a host.
+    """
+    try:
+        base = httpx.URL(base_url.rstrip("/"))
+    except (httpx.InvalidURL, TypeError) as exc:
+        msg = f"the EmpirioLabs base URL {base_url!r} is not a URL; fix EMPIRIOLABS_BASE_URL"
+        raise UsageError(msg) from exc
+    if base.scheme not in {"http", "https"} or not base.host:
+        msg = (
+            f"the EmpirioLabs base URL {base_url!r} must be an http(s) URL with a host; "
+            "fix EMPIRIOLABS_BASE_URL"
+        )
+        raise UsageError(msg)
+    return base
 
 
 def check_api_key(value: str) -> None:
@@ -221,17 +242,7 @@ class EmpirioLabsClient:
         poll_seconds: float = 5.0,
     ) -> None:
         check_api_key(api_key)
-        try:
-            base = httpx.URL(base_url.rstrip("/"))
-        except (httpx.InvalidURL, TypeError) as exc:
-            msg = f"the EmpirioLabs base URL {base_url!r} is not a URL; fix EMPIRIOLABS_BASE_URL"
-            raise UsageError(msg) from exc
-        if base.scheme not in {"http", "https"} or not base.host:
-            msg = (
-                f"the EmpirioLabs base URL {base_url!r} must be an http(s) URL with a host; "
-                "fix EMPIRIOLABS_BASE_URL"
-            )
-            raise UsageError(msg)
+        base = check_base_url(base_url)
         self._http = http
         self.__key = api_key
         self._redact = Redactor(api_key)

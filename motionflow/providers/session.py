@@ -37,6 +37,7 @@ from motionflow.errors import ProviderError, UsageError
 from motionflow.events import Event, JobCompleted, JobResumed, JobSubmitted, Warning
 from motionflow.providers.collect import Collector
 from motionflow.providers.empiriolabs import (
+    DEFAULT_BASE_URL,
     AuthError,
     EmpirioLabsClient,
     InsufficientCredits,
@@ -46,6 +47,7 @@ from motionflow.providers.empiriolabs import (
     SubmitInDoubt,
     SubmitRequest,
     check_api_key,
+    check_base_url,
 )
 from motionflow.providers.envelopes import LOST_HINT, RESUBMIT_HINT
 from motionflow.providers.ratelimit import RateLimiter
@@ -605,6 +607,7 @@ def session_factory(
             )
             raise UsageError(msg)
         check_api_key(key)  # before any journal record: a bad key costs nothing
+        check_base_url(env.get("EMPIRIOLABS_BASE_URL", "").strip() or DEFAULT_BASE_URL)
 
     def origin_of(digest: str) -> str | None:
         found = cache.get("origin:" + digest)
