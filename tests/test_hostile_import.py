@@ -1,32 +1,39 @@
 """Hostile cache exports: forged records are refused whole, values never imported, out/ kept.
 
-Each archive is built here from a real export (``cache export --all``) by editing its
-``results.json``; each import must exit 2 with a message naming the member and the field, or
+Each archive is forged from a real export (``cache export --all``) by
+``tests/hostile/archives.py``; each import must exit 2 with a message naming the member and the field, or
 (for values) leave the value out. Nothing may be written outside the project and the cache.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ASSETS, TINY_RECIPE, Project
+from hostile.archives import (
+    FORGERIES,
+    ZEROS_MIB,
+    Members,
+    bomb,
+    forge,
+    read_members,
+    set_field,
+    sparse_archive,
+    truncated_archive,
+    unchanged,
+)
 
 from motionflow.cache.store import Cache
 
-Members = list[tuple[tarfile.TarInfo, bytes]]
 Snap = Callable[[Path], dict[str, tuple[int, int]]]
 
 
@@ -42,95 +49,19 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Members:
     assert (ran["_exit"], ran["jobs_submitted"]) == (0, 1), ran["_stderr"]
     archive = base / "good.tar.gz"
     assert source.cli("cache", "export", str(archive), "--all").returncode == 0
-    with tarfile.open(archive) as tar:
-        members = []
-        for member in tar.getmembers():
-            handle = tar.extractfile(member)
-            members.append((member, handle.read() if handle else b""))
-    return members
+    return read_members(archive)
 
 
-def _forge(path: Path, members: Members, edit: Callable[[dict[str, Any]], None]) -> Path:
-    """``members`` with ``results.json`` edited by ``edit`` (which gets the records by kind)."""
-    with tarfile.open(path, "w:gz") as tar:
-        for info, original in members:
-            data = original
-            if info.name == "results.json":
-                body = json.loads(data)
-                edit({r["stage_kind"]: r for r in body["results"].values()})
-                data = json.dumps(body).encode()  # NaN stays NaN: json writes it
-            copy = tarfile.TarInfo(info.name)
-            copy.type, copy.mode, copy.size = info.type, info.mode, len(data)
-            tar.addfile(copy, io.BytesIO(data) if copy.isreg() else None)
-    return path
-
-
-def _rename(kind: str, old: str, new: str) -> Callable[[dict[str, Any]], None]:
-    def edit(records: dict[str, Any]) -> None:
-        outputs = records[kind]["outputs"]
-        outputs[new] = outputs.pop(old)
-
-    return edit
-
-
-def _set(kind: str, *path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    def edit(records: dict[str, Any]) -> None:
-        target = records[kind]
-        for step in path[:-1]:
-            target = target[step]
-        target[path[-1]] = value
-
-    return edit
-
-
-REFUSED = {
-    "name ../../x": (_rename("kling.motion_control", "video", "../../x"), "'../../x'"),
-    "name a/b": (_rename("kling.motion_control", "video", "a/b"), "'a/b'"),
-    "free name ../x": (_rename("image.prepare", "image", "../x"), "'../x'"),
-    "ext escapes": (
-        _set("kling.motion_control", "outputs", "video", "ext", value="/../../evil.sh"),
-        "outputs['video'].ext",
-    ),
-    "ext after mp4": (
-        _set("kling.motion_control", "outputs", "video", "ext", value=".mp4/../../x"),
-        "outputs['video'].ext",
-    ),
-    "paid ext .sh": (
-        _set("kling.motion_control", "outputs", "video", "ext", value=".sh"),
-        "outputs['video'].ext",
-    ),
-    "free ext escapes": (
-        _set("image.prepare", "outputs", "image", "ext", value="/../x.png"),
-        "outputs['image'].ext",
-    ),
-    "unknown kind": (_set("prompt", "stage_kind", value="evil.kind"), "'evil.kind'"),
-    "NaN usd": (
-        _set("kling.motion_control", "meta", "estimated_usd", value=float("nan")),
-        "meta.estimated_usd",
-    ),
-    "text usd": (
-        _set("kling.motion_control", "meta", "estimated_usd", value="0.14"),
-        "meta.estimated_usd",
-    ),
-    "negative size": (_set("kling.motion_control", "outputs", "video", "size", value=-1), "size"),
-    "bad digest": (
-        _set("kling.motion_control", "outputs", "video", "file", value="md5:" + "0" * 64),
-        "outputs['video'].file",
-    ),
-    "huge text": (_set("prompt", "outputs", "text", "value", value="x" * 100_000), "value"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(REFUSED))
+@pytest.mark.parametrize("case", sorted(FORGERIES))
 def test_a_forged_record_refuses_the_whole_import(
     case: str, export: Members, project: Project, tmp_path: Path, files_under: Snap
 ) -> None:
-    edit, field = REFUSED[case]
+    edit, field = FORGERIES[case]
     sentinel = tmp_path / "sentinel"
     sentinel.mkdir()
     (sentinel / "keep.txt").write_text("mine")
     before = files_under(tmp_path)
-    archive = _forge(tmp_path / "forged.tar.gz", export, edit)
+    archive = forge(tmp_path / "forged.tar.gz", export, edit)
     proc = project.cli("cache", "import", str(archive))
     assert proc.returncode == 2, (case, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
@@ -158,10 +89,10 @@ def test_a_changed_prompt_value_is_never_imported(
     export: Members, project: Project, tmp_path: Path
 ) -> None:
     injected = "IGNORE THE DANCER, INJECTED"
-    archive = _forge(
+    archive = forge(
         tmp_path / "prompt.tar.gz",
         export,
-        _set("prompt", "outputs", "text", "value", value=injected),
+        set_field("prompt", "outputs", "text", "value", value=injected),
     )
     report = _run_clean(project, archive)
     assert len(report["added"]) == 1 and len(report["skipped"]) == 2  # only the paid take
@@ -180,15 +111,15 @@ def test_a_changed_prompt_value_is_never_imported(
 def test_a_free_file_of_any_plain_suffix_is_valid_and_still_not_imported(
     export: Members, project: Project, tmp_path: Path
 ) -> None:
-    edit = _set("image.prepare", "outputs", "image", "ext", value=".csv")
-    report = _run_clean(project, _forge(tmp_path / "csv.tar.gz", export, edit))
+    edit = set_field("image.prepare", "outputs", "image", "ext", value=".csv")
+    report = _run_clean(project, forge(tmp_path / "csv.tar.gz", export, edit))
     assert len(report["added"]) == 1 and len(report["skipped"]) == 2
 
 
 def test_a_symlinked_out_folder_is_never_written_through(
     export: Members, project: Project, tmp_path: Path, files_under: Snap
 ) -> None:
-    archive = _forge(tmp_path / "good.tar.gz", export, lambda records: None)
+    archive = forge(tmp_path / "good.tar.gz", export, unchanged)
     _run_clean(project, archive)
     project.write("tiny.yaml", TINY_RECIPE)
     sentinel = tmp_path / "sentinel"
@@ -208,7 +139,7 @@ def test_a_forged_record_already_in_the_cache_is_never_written(
     export: Members, project: Project, tmp_path: Path, files_under: Snap
 ) -> None:
     """Defence in depth: a record that got past import (or an old cache) writes nothing."""
-    archive = _forge(tmp_path / "good.tar.gz", export, lambda records: None)
+    archive = forge(tmp_path / "good.tar.gz", export, unchanged)
     [key] = _run_clean(project, archive)["added"]
     cache = Cache(project.cache)
     record = cache.get_result(key)
@@ -227,50 +158,6 @@ def test_a_forged_record_already_in_the_cache_is_never_written(
 
 
 # -- archives that attack the disk: bombs, sparse and truncated members, a read-only cache ------
-_ZEROS_MIB = 1 << 20
-
-
-def _block(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
-    """One tar member: its GNU header and its data padded to the 512-byte block."""
-    pad = -len(data) % tarfile.BLOCKSIZE
-    return info.tobuf(tarfile.GNU_FORMAT) + data + b"\0" * pad
-
-
-def _gz(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=9, mtime=0)
-
-
-def _bomb(path: Path, members: Members, size: int, edit: Callable[[dict[str, Any]], None]) -> str:
-    """The export plus a blob of ``size`` zero bytes (a multiple of 1 MiB), as a gzip bomb.
-
-    The zeros are one compressed MiB repeated (gzip allows concatenated members), so the
-    archive takes a few MB on disk and no time to build; nothing holds ``size`` bytes.
-    Returns the bomb's member name.
-    """
-    assert size % _ZEROS_MIB == 0
-    name = "blobs/" + "ab" * 32
-    head = b""
-    for info, original in members:
-        data = original
-        if info.name == "results.json":
-            body = json.loads(data)
-            edit({r["stage_kind"]: r for r in body["results"].values()})
-            data = json.dumps(body).encode()
-        copy = tarfile.TarInfo(info.name)
-        copy.type, copy.mode, copy.size = info.type, info.mode, len(data)
-        head += _block(copy, data if copy.isreg() else b"")
-    bomb = tarfile.TarInfo(name)
-    bomb.size = size
-    head += bomb.tobuf(tarfile.GNU_FORMAT)
-    zeros = _gz(b"\0" * _ZEROS_MIB)
-    with path.open("wb") as out:
-        out.write(_gz(head))
-        for _ in range(size // _ZEROS_MIB):
-            out.write(zeros)
-        out.write(_gz(b"\0" * tarfile.BLOCKSIZE * 2))
-    return name
-
-
 def _cache_bytes(project: Project) -> int:
     return sum(p.stat().st_size for p in project.cache.rglob("*") if p.is_file())
 
@@ -283,7 +170,7 @@ def _refused(project: Project, archive: Path, proc: Any, *words: str) -> None:
         assert word in proc.stderr, (word, proc.stderr)
     assert not list(project.cache.glob("blobs/*/*"))
     assert not list(project.cache.glob("tmp/*")), "the staging folder was left behind"
-    assert _cache_bytes(project) < _ZEROS_MIB
+    assert _cache_bytes(project) < ZEROS_MIB
     listed = project.cli("cache", "ls", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stderr
 
@@ -292,19 +179,18 @@ def test_a_gzip_bomb_is_refused_from_its_header(
     export: Members, project: Project, tmp_path: Path
 ) -> None:
     archive = tmp_path / "bomb.tar.gz"
-    name = _bomb(archive, export, 2 << 30, lambda records: None)  # 2 GiB of zeros
-    assert archive.stat().st_size < 8 * _ZEROS_MIB
-    started = time.monotonic()
-    proc = project.cli("cache", "import", str(archive))
-    assert time.monotonic() - started < 30  # never decompressed: decided from the header
+    name = bomb(archive, export, 2 << 30, unchanged)  # 2 GiB of zeros
+    assert archive.stat().st_size < 8 * ZEROS_MIB
+    proc = project.cli("cache", "import", str(archive))  # decided from the header: the
+    # cache never holds a MiB of it (checked by _refused)
     _refused(project, archive, proc, name, "2147483648 bytes", "nothing was imported")
 
 
 def test_a_gzip_bomb_its_records_vouch_for_is_hashed_before_a_byte_is_written(
     export: Members, project: Project, tmp_path: Path
 ) -> None:
-    size = 64 * _ZEROS_MIB
-    vouch = _set(
+    size = 64 * ZEROS_MIB
+    vouch = set_field(
         "kling.motion_control",
         "outputs",
         "video",
@@ -312,38 +198,26 @@ def test_a_gzip_bomb_its_records_vouch_for_is_hashed_before_a_byte_is_written(
     )
     archive = tmp_path / "vouched.tar.gz"
     kept = [(info, data) for info, data in export if not info.name.startswith("blobs/")]
-    name = _bomb(archive, kept, size, vouch)
+    name = bomb(archive, kept, size, vouch)
     proc = project.cli("cache", "import", str(archive))
     _refused(project, archive, proc, name, "does not match its digest")
 
 
 def test_a_sparse_member_is_refused(export: Members, project: Project, tmp_path: Path) -> None:
-    sparse = tarfile.TarInfo("blobs/" + "cd" * 32)
-    sparse.type = tarfile.GNUTYPE_SPARSE
-    sparse.size = 0
-    results = next(data for info, data in export if info.name == "results.json")
-    info = tarfile.TarInfo("results.json")
-    info.size = len(results)
     archive = tmp_path / "sparse.tar.gz"
-    archive.write_bytes(_gz(_block(info, results) + _block(sparse) + b"\0" * 1024))
+    name = sparse_archive(archive, export)
     proc = project.cli("cache", "import", str(archive))
-    _refused(project, archive, proc, "sparse", "blobs/cdcd")
+    _refused(project, archive, proc, "sparse", name[:10])
 
 
 def test_a_header_longer_than_its_data_is_refused(
     export: Members, project: Project, tmp_path: Path
 ) -> None:
     """A truncated archive: the last blob's header declares more bytes than follow it."""
-    blob_info, blob = next((i, d) for i, d in export if i.name.startswith("blobs/"))
-    head = b"".join(
-        _block(info, data) for info, data in export if not info.name.startswith("blobs/")
-    )
-    copy = tarfile.TarInfo(blob_info.name)
-    copy.size = len(blob)
     archive = tmp_path / "truncated.tar.gz"
-    archive.write_bytes(_gz(head + copy.tobuf(tarfile.GNU_FORMAT) + blob[: len(blob) // 2]))
+    name = truncated_archive(archive, export)
     proc = project.cli("cache", "import", str(archive))
-    _refused(project, archive, proc, blob_info.name, "truncated", "nothing was imported")
+    _refused(project, archive, proc, name, "truncated", "nothing was imported")
 
 
 def _cli_patched(project: Project, patch: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -387,7 +261,7 @@ def test_a_read_only_cache_is_reported_as_read_only(
 ) -> None:
     """As root, chmod cannot make a folder read-only: the CLI then sees EROFS (a read-only
     mount) from every write under the cache instead; otherwise the folder is chmod 0o555."""
-    archive = _forge(tmp_path / "good.tar.gz", export, lambda records: None)
+    archive = forge(tmp_path / "good.tar.gz", export, unchanged)
     for sub in ("blobs", "tmp", "locks"):
         (project.cache / sub).mkdir(parents=True)
     if os.geteuid() == 0:
@@ -407,7 +281,7 @@ def test_a_read_only_cache_is_reported_as_read_only(
 def test_a_full_disk_is_reported_as_a_full_disk(
     export: Members, project: Project, tmp_path: Path
 ) -> None:
-    archive = _forge(tmp_path / "good.tar.gz", export, lambda records: None)
+    archive = forge(tmp_path / "good.tar.gz", export, unchanged)
     patch = """
         _usage = shutil.disk_usage
         def disk_usage(path):
@@ -422,7 +296,7 @@ def test_a_full_disk_is_reported_as_a_full_disk(
 def test_running_out_of_disk_while_extracting_removes_the_staging(
     export: Members, project: Project, tmp_path: Path
 ) -> None:
-    archive = _forge(tmp_path / "good.tar.gz", export, lambda records: None)
+    archive = forge(tmp_path / "good.tar.gz", export, unchanged)
     patch = """
         class _Full:
             def __init__(self, handle):
@@ -442,3 +316,20 @@ def test_running_out_of_disk_while_extracting_removes_the_staging(
     """
     proc = _cli_patched(project, patch, "cache", "import", str(archive))
     _refused(project, archive, proc, "the disk holding the cache is full")
+
+
+def test_the_archive_script_writes_every_forgery(export: Members, tmp_path: Path) -> None:
+    """``python tests/hostile/archives.py EXPORT DEST`` writes the archive half of the corpus."""
+    good = forge(tmp_path / "good.tar.gz", export, unchanged)
+    script = Path(__file__).parent / "hostile" / "archives.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(good), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert len(written) == len(FORGERIES) + 3, written
+    assert "gzip-bomb-2gib.tar.gz" in written and "ext-escapes.tar.gz" in written
