@@ -34,6 +34,7 @@ from motionflow.cache.manage import (
 )
 from motionflow.cache.store import Cache
 from motionflow.errors import CacheError, MotionflowError, UsageError
+from motionflow.infile import NOT_REGULAR
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -366,7 +367,9 @@ def import_results(cache: Cache, src: Path) -> ImportReport:
         UsageError: the archive is missing, unreadable, malformed or tampered with.
     """
     if not src.is_file():
-        msg = f"no export at {str(src)!r}; pass the .tar.gz written by `motionflow cache export`"
+        what = "no export at" if not src.exists() else "cannot import"
+        why = "" if not src.exists() else f": {NOT_REGULAR}"
+        msg = f"{what} {str(src)!r}{why}; pass the .tar.gz written by `motionflow cache export`"
         raise UsageError(msg)
     report = ImportReport(str(src))
     receipts: dict[str, bytes] = {}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from motionflow.errors import Diagnostic, RecipeError
+from motionflow.infile import NOT_REGULAR, UnreadableError, read_bounded
 from motionflow.limits import MAX_RECIPE_BYTES
 from motionflow.project import find_project_root
 from motionflow.recipe.matrix import Variant, expand_matrix, max_variants
@@ -105,30 +104,19 @@ def _read_recipe(file: Path, display: str) -> str:
     Raises:
         RecipeError: the file is missing, not a regular file, too large, or not UTF-8 text.
     """
-    cap = f"{MAX_RECIPE_BYTES:,} bytes ({MAX_RECIPE_BYTES >> 20} MiB)"
-    big = f"it is larger than {cap}; a recipe is a short YAML text file: check the path"
-    odd = "it is not a regular file (a device, FIFO or folder?); give the path of a .yaml file"
     try:
-        info = file.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise RecipeError([Diagnostic(f"cannot read the recipe {display!r}: {odd}", display)])
-        if info.st_size > MAX_RECIPE_BYTES:
-            raise RecipeError([Diagnostic(f"cannot read the recipe {display!r}: {big}", display)])
-        # O_NONBLOCK: had the file been swapped for a FIFO since stat(), open() must not hang
-        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                msg = f"cannot read the recipe {display!r}: {odd}"
-                raise RecipeError([Diagnostic(msg, display)])
-            data = handle.read(MAX_RECIPE_BYTES + 1)  # bounded, in case the file grows
-    except FileNotFoundError as exc:
-        msg = f"no recipe file at {display!r}; check the path (recipes usually end in .yaml)"
+        data = read_bounded(file, MAX_RECIPE_BYTES)
+    except UnreadableError as exc:
+        if exc.missing:
+            msg = f"no recipe file at {display!r}; check the path (recipes usually end in .yaml)"
+        else:
+            fix = (
+                "give the path of a .yaml file"
+                if exc.reason == NOT_REGULAR
+                else ("a recipe is a short UTF-8 YAML text file: check the path")
+            )
+            msg = f"cannot read the recipe {display!r}: {exc.reason}; {fix}"
         raise RecipeError([Diagnostic(msg, display)]) from exc
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        msg = f"cannot read the recipe {display!r}: {exc}; it must be a UTF-8 YAML text file"
-        raise RecipeError([Diagnostic(msg, display)]) from exc
-    if len(data) > MAX_RECIPE_BYTES:
-        raise RecipeError([Diagnostic(f"cannot read the recipe {display!r}: {big}", display)])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

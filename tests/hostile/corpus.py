@@ -202,7 +202,7 @@ def _recipe_cases() -> list[Case]:
         Case(
             "recipe-huge",
             ("validate", "huge.yaml"),
-            ("huge.yaml", "larger than 1,048,576 bytes"),
+            ("huge.yaml", "larger than 1 MiB (1,048,576 bytes)"),
             {"huge.yaml": sparse(2 << 20)},
         ),
         Case(
@@ -491,6 +491,54 @@ def _input_cases() -> list[Case]:
     return cases
 
 
+def _command_cases() -> list[Case]:
+    """Other commands given a bad file, key, option or folder."""
+    small = {"small.yaml": SMALL}
+    commands: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, Content]]] = {
+        "import-dev-zero": (("cache", "import", "/dev/zero"), ("'/dev/zero'", "not a regular"), {}),
+        "import-folder": (("cache", "import", "dir"), ("'dir'",), {"dir": folder}),
+        "import-fifo": (
+            ("cache", "import", "pipe.tar.gz"),
+            ("pipe.tar.gz",),
+            {"pipe.tar.gz": fifo},
+        ),
+        "import-not-gzip": (
+            ("cache", "import", "team.tar.gz"),
+            ("team.tar.gz", "not a gzip"),
+            {"team.tar.gz": "hello"},
+        ),
+        "import-missing": (("cache", "import", "gone.tar.gz"), ("no export at 'gone.tar.gz'",), {}),
+        "forget-short-key": (("cache", "forget", "ab"), ("'ab'", "shorter than 8"), {}),
+        "gc-negative-days": (("cache", "gc", "--keep-days", "-1"), ("--keep-days",), {}),
+        "jobs-bad-state": (("jobs", "--state", "bogus"), ("--state", "bogus"), {}),
+        "dag-bad-format": (("dag", "small.yaml", "--format", "nope"), ("--format",), small),
+        "init-on-a-file": (
+            ("init", "notes.txt"),
+            ("'notes.txt' is a file",),
+            {"notes.txt": "mine"},
+        ),
+        "schema-to-a-folder": (("schema", "-o", "dir"), ("dir",), {"dir": folder}),
+        "plan-to-a-folder": (
+            ("plan", "small.yaml", "-o", "dir"),
+            ("dir",),
+            {**small, "dir": folder},
+        ),
+        "why-unknown-var": (("why", "small.yaml", "--var", "nope=1"), ("--var nope",), small),
+        "impact-unknown-var": (("impact", "small.yaml", "--var", "nope=1"), ("--var nope",), small),
+        "report-unknown-var": (("report", "small.yaml", "--var", "nope=1"), ("--var nope",), small),
+    }
+    return [
+        Case(
+            f"command-{name}",
+            args,
+            needles,
+            files,
+            needs="mkfifo" if fifo in files.values() else "",
+        )
+        for name, (args, needles, files) in commands.items()
+    ]
+
+
 PAID = SMALL.replace("provider: simulate", "provider: empiriolabs")
 
 #: Loopback port 9 (discard): nothing listens, so no case can ever reach a real service.
@@ -535,7 +583,7 @@ def _account_cases() -> list[Case]:
 def all_cases() -> list[Case]:
     """Every case of the corpus, in a stable order, with unique names."""
     cases = _recipe_cases() + _plan_file_cases() + _flag_cases() + _environment_cases()
-    cases += _input_cases() + _account_cases()
+    cases += _input_cases() + _account_cases() + _command_cases()
     names = [case.name for case in cases]
     assert len(names) == len(set(names)), "duplicate case names"
     return cases
