@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile.corpus import SMALL
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "recipes" / "assets"
@@ -65,30 +66,9 @@ class Project:
         return self.root / "out" / recipe
 
 
-SMALL_RECIPE = """\
-version: 1
-name: small
-provider: simulate
-matrix:
-  outfit: [red jacket, white hoodie]
-inputs:
-  hero: assets/hero.png
-  dance: assets/dance.mp4
-stages:
-  prompt:
-    uses: prompt
-    with: {template: "A dancer in a {{ outfit }} on a rooftop."}
-  take:
-    uses: kling.motion_control
-    with:
-      image: ${inputs.hero}
-      video: ${inputs.dance}
-      prompt: ${stages.prompt.text}
-      character_orientation: video
-      duration: 3
-outputs: [take]
-"""
-"""Two simulated generations and their prompts: the smallest paid recipe (tests of plans)."""
+SMALL_RECIPE = SMALL
+"""Two simulated generations and their prompts: the smallest paid recipe (tests of plans; it
+is the corpus's base recipe too, ``tests/hostile/corpus.py``, which runs without pytest)."""
 
 TINY_RECIPE = """\
 version: 1
