@@ -368,8 +368,8 @@ def import_results(cache: Cache, src: Path) -> ImportReport:
     """
     if not src.is_file():
         what = "no export at" if not src.exists() else "cannot import"
-        why = "" if not src.exists() else f": {NOT_REGULAR}"
-        msg = f"{what} {str(src)!r}{why}; pass the .tar.gz written by `motionflow cache export`"
+        odd = "" if not src.exists() else f": {NOT_REGULAR}"
+        msg = f"{what} {str(src)!r}{odd}; pass the .tar.gz written by `motionflow cache export`"
         raise UsageError(msg)
     report = ImportReport(str(src))
     receipts: dict[str, bytes] = {}
