@@ -76,10 +76,10 @@ def cache() -> None:
 def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_json: bool) -> None:
     """List cached results: stage kind, size, age, what they cost, whether in use."""
     from rich.markup import escape
-    from rich.table import Table
 
     from motionflow.cache.manage import list_entries, referenced_keys
     from motionflow.cli import _age, _console, _errors, _money
+    from motionflow.cli_tables import Column, print_table
 
     with _errors(), _opened(cache_dir) as store:
         rows = list_entries(store, referenced_keys(store, _roots(projects)))
@@ -91,25 +91,30 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
     if not rows:
         console.print(f"The cache {store.root} holds no results.")
         return
-    table = Table(title=f"cache ({store.root})")
-    for col in ("key", "stage kind", "size", "age", "cost", "in use", "state"):
-        table.add_column(
-            col,
-            justify="right" if col in {"size", "age", "cost"} else "left",
-            overflow="fold",
-        )
+    columns = (
+        Column("key", "id"),  # a prefix `cache forget` takes
+        Column("stage kind", "id"),
+        Column("size", "number"),
+        Column("age", "age"),
+        Column("cost", "money"),
+        Column("in use", "id"),
+        Column("state", "id"),
+    )
+    cells = []
     for r in rows:
         state = {"ok": "[green]ok[/]", "corrupt": "[red]corrupt[/]"}.get(r.state, "[red]missing[/]")
-        table.add_row(
-            r.key[:12],
-            escape(r.stage_kind),
-            _size(r.size),
-            _age(r.age_seconds),
-            _money(r.estimated_usd) if r.paid else "",
-            "yes" if r.referenced else "",
-            state,
+        cells.append(
+            (
+                r.key[:12],
+                escape(r.stage_kind),
+                _size(r.size),
+                _age(r.age_seconds),
+                _money(r.estimated_usd) if r.paid else "",
+                "yes" if r.referenced else "",
+                state,
+            )
         )
-    console.print(table)
+    print_table(console, columns, cells, title=f"cache ({store.root})")
     paid = [r for r in rows if r.paid]
     console.print(
         f"{len(rows)} results, {_size(sum(r.size for r in rows))}; {len(paid)} paid "
@@ -122,32 +127,30 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
 @_json_option
 def du(cache_dir: str | None, as_json: bool) -> None:
     """Show how much room the cache takes: paid results, intermediates, leftovers."""
-    from rich.table import Table
-
     from motionflow.cache.manage import disk_usage
     from motionflow.cli import _console, _errors, _money
+    from motionflow.cli_tables import Column, print_table
 
     with _errors(), _opened(cache_dir) as store:
         usage = disk_usage(store)
     if as_json:
         click.echo(json.dumps(usage.to_json()))
         return
-    table = Table(title=f"cache ({usage.root})", show_header=False)
-    table.add_column("what")
-    table.add_column("size", justify="right")
-    table.add_column("note")
-    table.add_row("paid results", _size(usage.paid_bytes), f"{usage.paid_results} results")
-    table.add_row(
-        "intermediates",
-        _size(usage.intermediate_bytes),
-        f"{usage.results - usage.paid_results} results",
-    )
-    table.add_row("unused files", _size(usage.orphan_bytes), "fetched inputs, leftovers")
+    rows = [
+        ("paid results", _size(usage.paid_bytes), f"{usage.paid_results} results"),
+        (
+            "intermediates",
+            _size(usage.intermediate_bytes),
+            f"{usage.results - usage.paid_results} results",
+        ),
+        ("unused files", _size(usage.orphan_bytes), "fetched inputs, leftovers"),
+    ]
     for name, (files, size) in usage.folders.items():
         if name != "blobs":
-            table.add_row(f"{name}/", _size(size), f"{files} files")
-    table.add_row("[bold]total[/]", f"[bold]{_size(usage.total_bytes)}[/]", "")
-    _console().print(table)
+            rows.append((f"{name}/", _size(size), f"{files} files"))
+    rows.append(("[bold]total[/]", f"[bold]{_size(usage.total_bytes)}[/]", ""))
+    columns = (Column("what"), Column("size", "number"), Column("note"))
+    print_table(_console(), columns, rows, title=f"cache ({usage.root})", show_header=False)
     _console().print(f"The paid results cost {_money(usage.paid_usd)} at the provider's price.")
 
 

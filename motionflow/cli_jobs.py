@@ -84,8 +84,8 @@ def jobs(
     if ctx.invoked_subcommand is not None:
         return
     from rich.markup import escape
-    from rich.table import Table
 
+    from motionflow.cli_tables import WIDE, Column, print_table
     from motionflow.ledger import job_rows
 
     root = _root(cache_dir)
@@ -106,36 +106,56 @@ def jobs(
             out.append(item)
         click.echo(json.dumps(out))
         return
-    console = _console()
     if not rows:
-        console.print("No jobs in the journal.")
+        _console().print("No jobs in the journal.")
         return
-    table = Table(title=f"jobs ({root / 'journal'})")
-    columns = ("state", "job id", "provider", "recipe", "instance", "age", "estimate", "charged")
-    for col in (*columns, "note"):
-        table.add_column(
-            col,
-            justify="right" if col in {"estimate", "charged", "age"} else "left",
-            no_wrap=col in {"job id", "state"},  # ids are copied from here: never cut
-            overflow="fold",
-        )
+    wide = WIDE  # below it, provider, recipe and the note give way; one cost column
+    columns = (
+        Column("state", "id"),
+        Column("job id", "id"),  # copied from here: never cut
+        Column("provider", min_console=wide),
+        Column("recipe", min_console=wide),
+        Column("instance", min_width=12),
+        Column("age", "age"),
+        Column("estimate", "money", min_console=wide),
+        Column("charged", "money", min_console=wide),
+        Column("cost", "money", max_console=wide),
+        Column("note", min_console=wide),
+    )
     colours = {"in_doubt": "red", "failed": "red", "lost": "red", "stored": "green"}
+    cells = []
     for r in rows:
         state = r.state + (" (replaced)" if r.archived else "")
         colour = colours.get(r.state, "yellow")
         charged = "-" if r.actual_usd is None else _money(r.actual_usd)
-        table.add_row(
-            f"[{colour}]{escape(state)}[/]",
-            escape(r.job_id or "-"),
-            escape(r.provider),
-            escape(r.recipe),
-            escape(r.label),
-            _age(r.age_seconds),
-            "free" if r.free else _money(r.estimated_usd),
-            "$0.00" if r.free else charged,
-            escape(r.error if len(r.error) <= 60 else r.error[:59] + "…"),
+        estimate = "free" if r.free else _money(r.estimated_usd)
+        cells.append(
+            (
+                f"[{colour}]{escape(state)}[/]",
+                escape(r.job_id or "-"),
+                escape(r.provider),
+                escape(r.recipe),
+                escape(r.label),
+                _age(r.age_seconds),
+                estimate,
+                "$0.00" if r.free else charged,
+                estimate if r.free else f"~{estimate}" if r.actual_usd is None else charged,
+                escape(_clip(r.error, 60)),
+            )
         )
-    console.print(table)
+    console = _console()
+    print_table(console, columns, cells, title=f"jobs ({root / 'journal'})")
+    if console.width < wide:
+        notes = [r for r in rows if r.error]
+        for r in notes:
+            console.print(
+                f"{escape(r.job_id or r.label)}: {escape(_clip(r.error, 60))}", soft_wrap=False
+            )
+        console.print(
+            "cost: what was charged, or ~ the estimate while unknown. Wider terminals "
+            f"({wide}+ columns) also show provider, recipe and notes.",
+            soft_wrap=False,
+        )
     for r in rows:
         if r.state != "in_doubt" or r.archived or r.free:
             continue
@@ -159,15 +179,21 @@ def jobs(
     if doubtful and (offline or not _has_key()):
         console.print(
             "Set EMPIRIOLABS_API_KEY (and drop --offline) to see the account's charges around "
-            "each submit in doubt."
+            "each submit in doubt.",
+            soft_wrap=False,  # prose: wrapped at words
         )
     stuck = [r for r in rows if not r.archived and r.state in {"in_doubt", "failed", "lost"}]
     if stuck:
         console.print(
             "Jobs in doubt, failed or lost are never paid for again by themselves: adopt a "
             "charge (motionflow jobs adopt), or run with --resubmit-in-doubt, --retry-failed or "
-            "--resubmit-lost (see docs/generation.md)."
+            "--resubmit-lost (see docs/generation.md).",
+            soft_wrap=False,  # prose: wrapped at words
         )
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _exit_for(problems: list[str]) -> None:
@@ -342,8 +368,8 @@ async def _adopt(
 def spend(cache_dir: str | None, by: str, simulated: bool, as_json: bool) -> None:
     """Summarise what paid jobs cost, by recipe, stage or day (from the journal)."""
     from rich.markup import escape
-    from rich.table import Table
 
+    from motionflow.cli_tables import Column, print_table
     from motionflow.ledger import spend_rows
 
     root = _root(cache_dir)
@@ -356,21 +382,31 @@ def spend(cache_dir: str | None, by: str, simulated: bool, as_json: bool) -> Non
     if not rows:
         console.print("No paid jobs in the journal.")
         return
-    table = Table(title=f"spend by {by}")
-    for col in (by, "jobs", "estimated", "charged", "in doubt"):
-        table.add_column(col, justify="left" if col == by else "right")
+    columns = (
+        Column(by, min_width=10),  # the only column that gives way: amounts stay whole
+        Column("jobs", "number"),
+        Column("estimated", "money"),
+        Column("charged", "money"),
+        Column("in doubt", "money"),
+    )
+    cells: list[tuple[str, ...]] = []
     for r in rows:
-        note = f" ({r.unconfirmed} estimated)" if r.unconfirmed else ""
+        note = f" ({r.unconfirmed} est.)" if r.unconfirmed else ""
         doubt = f"{r.in_doubt} (up to {_money(r.in_doubt_usd)})" if r.in_doubt else "-"
-        table.add_row(
-            escape(r.group),
-            str(r.jobs),
-            _money(r.estimated_usd),
-            _money(r.charged_usd) + note,
-            doubt,
+        cells.append(
+            (
+                escape(r.group),
+                str(r.jobs),
+                _money(r.estimated_usd),
+                _money(r.charged_usd) + note,
+                doubt,
+            )
         )
     total = sum(r.charged_usd for r in rows)
-    table.add_row(
-        "[bold]total[/]", str(sum(r.jobs for r in rows)), "", f"[bold]{_money(total)}[/]", ""
+    cells.append(
+        ("[bold]total[/]", str(sum(r.jobs for r in rows)), "", f"[bold]{_money(total)}[/]", "")
     )
-    console.print(table)
+    caption = (
+        "(n est.): n jobs counted at their estimate" if any(r.unconfirmed for r in rows) else None
+    )
+    print_table(console, columns, cells, title=f"spend by {by}", caption=caption)

@@ -24,9 +24,13 @@ __all__ = [
     "Plan",
     "PlannedInstance",
     "already_paid",
+    "brief_reason",
     "describe_changes",
+    "describe_origin",
+    "made_by",
     "make_plan",
     "resolve_inputs",
+    "stage_reason",
 ]
 
 
@@ -46,6 +50,7 @@ class PlannedInstance:
         record: the cache record of a hit.
         params: while it waits for an earlier stage (no key yet), its partial parameters
             (waiting ones hold ``UNRESOLVED``): a plan file records what is known of them.
+        waits: the labels of the earlier instances it waits for (see ``brief_reason``).
     """
 
     instance: Instance
@@ -58,6 +63,18 @@ class PlannedInstance:
     outputs: dict[str, Any] | None = None
     record: dict[str, Any] | None = None
     params: BaseModel | None = None
+    waits: tuple[str, ...] = ()
+
+    @property
+    def made_by(self) -> dict[str, str | None] | None:
+        """Where a hit came from: ``{"recipe", "at", "imported_from"}`` (None for a miss).
+
+        The cache is shared by every project on the machine, so a hit may be another
+        recipe's work. Records stored before the recipe was recorded have ``recipe`` None.
+        """
+        if self.status != "cached" or not isinstance(self.record, dict):
+            return None
+        return made_by(self.record)
 
 
 @dataclass
@@ -181,6 +198,7 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
             sys.path.insert(0, str(folder))
     inputs = resolve_inputs(graph.inputs, cache)
     previous = Manifest.load(recipe.out_dir)
+    previous.claim(recipe.path, recipe.display, recipe.root)  # one recipe per out/<name>/
     provider = recipe.model.provider
     known: dict[str, dict[str, Any]] = {}
     problems: list[Diagnostic] = list(graph.problems)
@@ -218,7 +236,12 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
                 reason = f"waits for {', '.join(waits)}" if waits else "waits for an input download"
                 estimate = _estimate(instance, bound.params, provider)
                 planned[instance.id] = PlannedInstance(
-                    instance, "run", reason, estimate=estimate, params=bound.params
+                    instance,
+                    "run",
+                    reason,
+                    estimate=estimate,
+                    params=bound.params,
+                    waits=tuple(waits),
                 )
                 running.add(instance.id)
                 continue
@@ -233,8 +256,9 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
         for instance, params, _, key in keyed:
             # Paid work whose media is already known is checked against the model's rules
             # now: a file the service would reject is a recipe error, and nothing is spent.
+            # (video.prepare checks its source's length the same way: a clip too short.)
             preflight = getattr(instance.impl, "preflight", None)
-            if key not in records and instance.impl.paid and preflight is not None:
+            if key not in records and preflight is not None:
                 try:
                     for field_name, message in preflight(params, memo=cache):
                         problem(instance, (field_name,), message)
@@ -273,10 +297,12 @@ def _keyed(
     if record is not None:
         outputs = record_outputs(record, cache.blob_path)
         saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
+        # "unchanged" since this project's last run; else the hit is someone else's work
+        mine = previous.entries.get(entry_name(instance, instance.variants[0]), {})
         return PlannedInstance(
             instance,
             "cached",
-            "unchanged",
+            "unchanged" if mine.get("key") == key else describe_origin(made_by(record)),
             key,
             components,
             saved_usd=saved,
@@ -321,3 +347,57 @@ _RESUMED = frozenset({"submitted", "completed", "stored"})
 
 def _estimate(instance: Instance, params: BaseModel, provider: str) -> Estimate:
     return instance.impl.estimate(params, provider) if instance.impl.paid else _FREE
+
+
+def made_by(record: Mapping[str, Any]) -> dict[str, str | None]:
+    """``{"recipe", "at", "imported_from"}`` of a cache record; None where it does not say.
+
+    ``at`` is the day it was stored (``YYYY-MM-DD``); ``recipe`` the recipe whose run stored
+    it (recorded since issue 11; older records do not say); ``imported_from`` the archive a
+    ``cache import`` took it from.
+    """
+    meta = record.get("meta")
+    meta = meta if isinstance(meta, Mapping) else {}
+    created = record.get("created_at")
+    imported = meta.get("imported_from")
+
+    def text(value: Any) -> str | None:
+        return value[:80] if isinstance(value, str) and value else None
+
+    return {
+        "recipe": text(meta.get("recipe")),
+        "at": text(created[:10]) if isinstance(created, str) else None,
+        "imported_from": text(imported),
+    }
+
+
+def describe_origin(origin: Mapping[str, str | None]) -> str:
+    """A hit's origin in words: ``made by quickstart, 2025-01-31`` (a recipe's name, a day)."""
+    on = f", {origin['at']}" if origin.get("at") else ""
+    if origin.get("imported_from"):
+        return f"imported from {origin['imported_from']}{on}"
+    if origin.get("recipe"):
+        return f"made by {origin['recipe']}{on}"
+    return f"made earlier{on}"
+
+
+def brief_reason(item: PlannedInstance, *, labels: int = 2) -> str:
+    """``item.reason`` with a long list of waits collapsed: ``waits for 20 take instances``.
+
+    Up to ``labels`` instances are named; past that they are counted per stage.
+    """
+    if len(item.waits) <= labels:
+        return item.reason
+    counts: dict[str, int] = {}
+    for label in item.waits:
+        stage = label.split("[", 1)[0]
+        counts[stage] = counts.get(stage, 0) + 1
+    parts = [f"{n} {stage} instances" if n > 1 else stage for stage, n in counts.items()]
+    return "waits for " + ", ".join(parts)
+
+
+def stage_reason(item: PlannedInstance) -> str:
+    """The reason with the waits named by stage only (``waits for take``), for summaries."""
+    if not item.waits:
+        return item.reason
+    return "waits for " + ", ".join(sorted({label.split("[", 1)[0] for label in item.waits}))
