@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +18,8 @@ from motionflow.cli import (
     _money,
     _print_budget,
     _recipe_options,
+    _target_options,
+    _targets,
 )
 
 if TYPE_CHECKING:
@@ -24,26 +27,31 @@ if TYPE_CHECKING:
 
     from motionflow.budget import BudgetCheck
     from motionflow.plan import Plan
-    from motionflow.why import Explanation
+    from motionflow.targets import Targets
+    from motionflow.why import Change, Explanation, ExplanationGroup
 
 __all__ = ["impact", "why"]
 
 
 def _preview_plan(
-    recipe: str, var: tuple[str, ...], allow_outside: bool, cache_dir: str | None
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside: bool,
+    cache_dir: str | None,
+    targets: Targets | None = None,
 ) -> Plan:
     """Plan through a cache that is only read: ``why`` and ``impact`` write nothing."""
     from pathlib import Path
 
     from motionflow.cache.store import default_cache_dir
-    from motionflow.plan import make_plan
+    from motionflow.targets import targeted_plan
     from motionflow.why import PreviewCache
 
     with _errors():
         loaded = _load(recipe, var, allow_outside)
         cache = PreviewCache(Path(cache_dir) if cache_dir else default_cache_dir())
         try:
-            return make_plan(loaded, cache)
+            return targeted_plan(loaded, cache, targets)
         finally:
             cache.close()
     raise AssertionError  # pragma: no cover - _errors() exits
@@ -71,45 +79,168 @@ def _components_line(components: dict[str, object]) -> str:
     return f"{text}; params: {shown}"
 
 
-def _print_explanation(item: Explanation, console: Console) -> None:
-    from rich.markup import escape
+_NAMES_SHOWN = 5
+"""A group of instances names this many of them, then ``(and N more)``."""
 
-    origin = ""
-    if item.imported is not None:
-        when = f" at {item.imported['at']}" if item.imported.get("at") else ""
-        origin = f"imported from {item.imported['from']}{when} (cache import)"
-    if item.unchanged:
-        line = f"[bold]{escape(item.label)}[/]: [green]unchanged (cached)[/]"
-        console.print(line + (f", {escape(origin)}" if origin else ""))
+_CONTEXT_WORDS = 5
+"""Unchanged words kept on each side of a prompt edit; longer stretches become ``…``."""
+
+_Piece = tuple[str, str | None]
+"""A word (no white space) and its rich style."""
+
+
+def _words(text: str, style: str | None = None) -> list[_Piece]:
+    return [(word, style) for word in text.split()]
+
+
+def _say(console: Console, pieces: list[_Piece], indent: int = 0, hang: int = 2) -> None:
+    """Print words filled to the console's width, breaking lines only between words.
+
+    Continuation lines are indented ``hang`` more than the first. A word wider than the line
+    is kept whole (the terminal may fold it) rather than cut.
+    """
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    width = max(console.width, 40)
+    line, used, first = Text(" " * indent), indent, True
+    previous: str | None = None
+    for word, style in pieces:
+        if not first and used + 1 + cell_len(word) > width:
+            console.print(line, soft_wrap=True)
+            line, used, first = Text(" " * (indent + hang)), indent + hang, True
+        if not first:  # a space inside a deletion is struck through with it
+            line.append(" ", style=style if style == previous else None)
+            used += 1
+        line.append(word, style=style)
+        used += cell_len(word)
+        first, previous = False, style
+    console.print(line, soft_wrap=True)
+
+
+def _diff_pieces(change: Change, console: Console) -> list[_Piece]:
+    """A prompt's word diff: coloured on a terminal, ``[-old-]{+new+}`` markers otherwise."""
+    from motionflow.worddiff import ELLIPSIS, edits, render, word_diff
+
+    segments = word_diff(str(change.old), str(change.new), context=_CONTEXT_WORDS)
+    if not edits(str(change.old), str(change.new)):
+        return _words("(the same words: only white space or line breaks changed)", "dim")
+    if not console.is_terminal or console.no_color:
+        return _words(render(segments))
+    styles = {"del": "red strike", "ins": "bold green", "same": None}
+    pieces: list[_Piece] = []
+    for segment in segments:
+        if segment.kind == "gap":
+            pieces.append((ELLIPSIS, "dim"))
+        else:
+            pieces.extend((word, styles[segment.kind]) for word in segment.words)
+    return pieces
+
+
+def _say_changes(
+    changes: list[Change], fields: list[list[str]], console: Console, example: str = ""
+) -> None:
+    """Each change once; a prompt's word diff shows the words around it in ``example``."""
+    for change, names in zip(changes, fields, strict=True):
+        if change.component == "prompt":
+            where = f", e.g. in {example}" if example else ""
+            _say(console, _words(f"rendered prompt changed ({', '.join(names)}){where}:"), 2)
+            _say(console, _diff_pieces(change, console), 4)
+        else:
+            _say(console, _words(change.describe()), 2)
+
+
+def _origin(item: Explanation) -> str:
+    if item.imported is None:
+        return ""
+    when = f" at {item.imported['at']}" if item.imported.get("at") else ""
+    return f"imported from {item.imported['from']}{when} (cache import)"
+
+
+def _headline(group: ExplanationGroup) -> str:
+    if group.kind == "changed" and group.status == "cached":
+        return "changed since the last run, but an earlier run made this key: reused, free"
+    return group.headline
+
+
+def _status(group: ExplanationGroup, colon: bool = False) -> list[_Piece]:
+    """``unchanged (cached)``, ``cached`` or ``run ($8.40)``, and a colon before a reason."""
+    if group.kind == "unchanged":
+        return _words("unchanged (cached)", "green")
+    end = ":" if colon else ""
+    if group.status == "cached":
+        return [(f"cached{end}", "green")]
+    cost = f" ({_money(group.estimated_usd)})" if group.estimated_usd else ""
+    return _words(f"run{cost}{end}", "yellow")
+
+
+def _print_one(group: ExplanationGroup, console: Console) -> None:
+    """One instance, in full: its key, the last run's, and each change or its components."""
+    item = group.members[0]
+    origin = _origin(item)
+    if group.kind == "unchanged":
+        comma = "," if origin else ""  # "x: unchanged (cached), imported from ..."
+        _say(console, [(f"{item.label}:", "bold"), *_words(f"unchanged (cached){comma}", "green")])
+        if origin:
+            _say(console, _words(origin), 2)
         return
-    cost = f" ({_money(item.estimated_usd)})" if item.estimated_usd else ""
-    status = "[green]cached[/]" if item.status == "cached" else "[yellow]run[/]"
-    reason = item.reason
-    if item.status == "cached" and item.changes:
-        reason = "changed since the last run, but an earlier run made this key: reused, free"
-    console.print(f"[bold]{escape(item.label)}[/]: {status}{cost}: {escape(reason)}")
+    reason = item.reason if group.kind == "waiting" else _headline(group)
+    _say(console, [(f"{item.label}:", "bold"), *_status(group, colon=True), *_words(reason)])
     if item.key is not None:
         was = f" (last run: {item.previous_key[:12]}…)" if item.previous_key else ""
-        console.print(f"  key {item.key[:12]}…{was}")
+        _say(console, _words(f"key {item.key[:12]}…{was}"), 2)
     if origin:
-        console.print(f"  {escape(origin)}")
+        _say(console, _words(origin), 2)
     if item.components is None:
-        console.print("  key not known until the stages it waits for have run")
+        _say(console, _words("key not known until the stages it waits for have run"), 2)
     elif item.new:
-        console.print(f"  {escape(_components_line(item.components))}")
+        _say(console, _words(_components_line(item.components)), 2)
     elif not item.changes:
-        console.print("  same key components as the last run")
-    for change in item.changes:
-        console.print(f"  {escape(change.describe())}")
-        if change.diff:
-            for line in change.diff.splitlines():
-                style = "red" if line.startswith("-") else "green" if line[:1] == "+" else None
-                console.print(f"    {escape(line)}", style=style, markup=False)
+        _say(console, _words("same key components as the last run"), 2)
+    _say_changes(item.changes, group.fields, console)
+
+
+def _print_group(group: ExplanationGroup, console: Console) -> None:
+    """Instances that share a reason: the reason once, how many, and a few of their names."""
+    if len(group.members) == 1:
+        _print_one(group, console)
+        return
+    count = len(group.members)
+    shown = ", ".join(group.instances[:_NAMES_SHOWN])
+    more = f" (and {count - _NAMES_SHOWN} more)" if count > _NAMES_SHOWN else ""
+    if group.kind == "unchanged":
+        _say(console, _status(group))
+    else:
+        _say(console, [*_status(group, colon=True), *_words(_headline(group))])
+    stages = Counter(m.stage for m in group.members)
+    mixed = 1 < len(stages) < count  # "40 instances (20 prompt, 20 take)"
+    of = f" ({', '.join(f'{n} {stage}' for stage, n in stages.items())})" if mixed else ""
+    _say(console, _words(f"{count} instances{of}: {shown}{more}"), 2)
+    origin = _origin(group.members[0])
+    if origin:
+        _say(console, _words(origin), 2)
+    if group.kind == "waiting":
+        _say(console, _words("keys not known until the stages they wait for have run"), 2)
+    elif group.kind == "new":
+        _say(console, _words("new since the last run, so nothing to compare with"), 2)
+    _say_changes(group.changes, group.fields, console, example=group.instances[0])
+
+
+def _print_summary(groups: list[ExplanationGroup], console: Console) -> None:
+    """The totals, and where to find what the groups leave out."""
+    members = [m for g in groups for m in g.members]
+    to_run = [m for m in members if m.status == "run"]
+    usd = round(sum(m.estimated_usd for m in to_run), 2)
+    cost = f" ({_money(usd)})" if usd else ""
+    text = f"{len(members)} instances: {len(members) - len(to_run)} cached, {len(to_run)} to run"
+    text += f"{cost}; `--variant ID` or `--json` shows each in full."
+    _say(console, _words(text, "dim"))
 
 
 @click.command()
 @_recipe_options
 @click.argument("stage", required=False)
+@_target_options
 @_cache_option
 @click.option("--variant", metavar="ID", help="Only the instances of this variant.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanations as JSON.")
@@ -121,27 +252,37 @@ def why(
     cache_dir: str | None,
     variant: str | None,
     as_json: bool,
+    only: tuple[str, ...] = (),
+    target_stages: tuple[str, ...] = (),
 ) -> None:
     """Show each instance's key components and what changed since the last run."""
-    from motionflow.why import explain
+    from motionflow.why import explain, group_explanations
 
-    planned = _preview_plan(recipe, var, allow_outside_project, cache_dir)
+    targets = _targets(only, target_stages)
+    planned = _preview_plan(recipe, var, allow_outside_project, cache_dir, targets)
     with _errors():
         items = explain(planned, stage, variant)
+        groups = group_explanations(items)
     if as_json:
-        click.echo(
-            json.dumps({"recipe": planned.recipe.name, "instances": [i.to_json() for i in items]})
-        )
+        body = {
+            "recipe": planned.recipe.name,
+            "instances": [i.to_json() for i in items],
+            "groups": [g.to_json() for g in groups],
+        }
+        click.echo(json.dumps(body))
         return
     console = _console()
-    for item in items:
-        _print_explanation(item, console)
+    for group in groups:
+        _print_group(group, console)
+    if any(len(g.members) > 1 for g in groups):
+        _print_summary(groups, console)
     if not items:
         console.print("No instances match.")
 
 
 @click.command()
 @_recipe_options
+@_target_options
 @_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the impact as JSON.")
 @_max_usd_option("Judge the cost against this budget (exit 3 over it) instead of budget.max_usd.")
@@ -152,12 +293,15 @@ def impact(
     cache_dir: str | None,
     as_json: bool,
     max_usd: float | None,
+    only: tuple[str, ...] = (),
+    target_stages: tuple[str, ...] = (),
 ) -> None:
     """What an edit would re-run and cost against the budget, before anything runs."""
     from motionflow.budget import check_budget
     from motionflow.errors import BudgetError
 
-    planned = _preview_plan(recipe, var, allow_outside_project, cache_dir)
+    targets = _targets(only, target_stages)
+    planned = _preview_plan(recipe, var, allow_outside_project, cache_dir, targets)
     budget = check_budget(planned, max_usd)
     _print_impact(planned, budget, as_json)
     if budget.over:  # as `run` would

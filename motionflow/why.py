@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import textwrap
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,23 +12,25 @@ from motionflow.cache.store import Cache
 from motionflow.errors import UsageError
 from motionflow.manifest import entry_name
 from motionflow.plan import Plan, PlannedInstance
+from motionflow.worddiff import edits, render, word_diff
 
 __all__ = [
     "Change",
     "Explanation",
+    "ExplanationGroup",
     "Impact",
     "ImpactGroup",
     "PreviewCache",
     "cause_of",
     "compare_components",
     "explain",
+    "group_explanations",
     "impact",
     "prompt_diff",
     "short_digest",
 ]
 
 _PROMPT_FIELDS = frozenset({"prompt", "template"})
-_WRAP = 72
 
 
 class PreviewCache(Cache):
@@ -65,7 +67,7 @@ class Change:
         name: the parameter or environment entry (``duration``, ``image``, ``provider``).
         old: the last run's value (digests for files).
         new: the value now.
-        diff: for a prompt, the unified text diff of the two renderings.
+        diff: for a prompt, the word diff of the two renderings (``a [-red-]{+blue+} jacket``).
     """
 
     component: str
@@ -85,6 +87,16 @@ class Change:
         prefix = {"env": "", "kind": "stage ", "take": "", "labels": ""}.get(self.component, "")
         return f"{prefix}{self.name}: {short_digest(self.old)} -> {short_digest(self.new)}"
 
+    def signature(self) -> tuple[str, ...]:
+        """What makes two changes the same change, so that ``why`` prints it once.
+
+        A prompt's is its word edits (one template edit renders differently per variant but
+        deletes and inserts the same words); any other change's is its field, old and new value.
+        """
+        if self.component == "prompt" and isinstance(self.old, str) and isinstance(self.new, str):
+            return ("prompt", _canonical(edits(self.old, self.new)))
+        return (self.component, self.name, _canonical(self.old), _canonical(self.new))
+
     def to_json(self) -> dict[str, Any]:
         """The machine-readable form (``why --json``)."""
         out = {"component": self.component, "name": self.name, "old": self.old, "new": self.new}
@@ -93,18 +105,13 @@ class Change:
         return out
 
 
-def _lines(text: str) -> list[str]:
-    # Long one-line prompts are wrapped, so the diff points at the words that changed.
-    lines: list[str] = []
-    for line in text.splitlines() or [""]:
-        lines.extend(textwrap.wrap(line, _WRAP, break_on_hyphens=False) or [""])
-    return lines
-
-
 def prompt_diff(old: str, new: str) -> str:
-    """A unified diff (``--- last run`` / ``+++ now``) of two renderings of a prompt."""
-    diff = difflib.unified_diff(_lines(old), _lines(new), "last run", "now", lineterm="")
-    return "\n".join(diff)
+    """The whole word diff of two renderings of a prompt: ``a [-red-]{+blue+} jacket``."""
+    return render(word_diff(old, new))
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _is_file(value: Any) -> bool:
@@ -247,7 +254,9 @@ def explain(plan: Plan, stage: str | None = None, variant: str | None = None) ->
     """
     stages = list(plan.recipe.model.stages)
     if stage is not None and stage not in stages:
-        msg = f"no stage {stage!r} in {plan.recipe.display}; its stages: {', '.join(stages)}"
+        close = difflib.get_close_matches(stage, stages, n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        msg = f"no stage {stage!r} in {plan.recipe.display}; {hint}its stages: {', '.join(stages)}"
         raise UsageError(msg)
     ids = [v.id for v in plan.recipe.variants]
     if variant is not None and variant not in ids:
@@ -263,6 +272,92 @@ def explain(plan: Plan, stage: str | None = None, variant: str | None = None) ->
         and (variant is None or any(v.id == variant for v in p.instance.variants))
     ]
     return [_explain_item(plan, p) for p in chosen]
+
+
+@dataclass
+class ExplanationGroup:
+    """Instances that ``why`` explains once: the same status, for the same reason.
+
+    Attributes:
+        kind: ``unchanged``, ``changed`` (the same changes since the last run), ``new`` (no last
+            run to compare with) or ``waiting`` (key not known until earlier stages run).
+        status: ``cached`` or ``run``.
+        headline: the shared reason in words (the plan's reason, or ``cause_of`` it).
+        members: the explanations, in plan order.
+        fields: per shared change, the names it has among the members (a template edit changes
+            the prompt stage's ``template`` and the generation's ``prompt``).
+    """
+
+    kind: str
+    status: str
+    headline: str
+    members: list[Explanation] = field(default_factory=list)
+    fields: list[list[str]] = field(default_factory=list)
+
+    @property
+    def instances(self) -> list[str]:
+        """The members' labels."""
+        return [m.label for m in self.members]
+
+    @property
+    def changes(self) -> list[Change]:
+        """The shared changes, as the first member has them (its words around each edit)."""
+        return self.members[0].changes
+
+    @property
+    def estimated_usd(self) -> float:
+        """What running the members costs."""
+        return round(sum(m.estimated_usd for m in self.members), 2)
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable form (``why --json``, ``groups``)."""
+        return {
+            "kind": self.kind,
+            "status": self.status,
+            "headline": self.headline,
+            "count": len(self.members),
+            "estimated_usd": self.estimated_usd,
+            "instances": self.instances,
+            "changes": [
+                {**c.to_json(), "fields": names}
+                for c, names in zip(self.changes, self.fields, strict=True)
+            ],
+        }
+
+
+def _group_of(item: Explanation) -> tuple[str, str, str, tuple[Any, ...]]:
+    """(kind, status, headline, what else must match) of the group ``item`` belongs to."""
+    origin = _canonical(item.imported)
+    if item.unchanged:
+        return "unchanged", item.status, "unchanged (cached)", (origin,)
+    if item.components is None:
+        return "waiting", item.status, cause_of(item.reason), ()
+    if item.new:
+        return "new", item.status, item.reason, (item.stage,)
+    signature = tuple(c.signature() for c in item.changes)
+    # "resume job <id>" names each instance's own job: one group for all of them
+    headline = cause_of(item.reason) if item.reason.startswith("resume job") else item.reason
+    return "changed", item.status, headline, (origin, signature)
+
+
+def group_explanations(items: Sequence[Explanation]) -> list[ExplanationGroup]:
+    """Group the explanations that say the same thing, in the order their first member comes.
+
+    Twenty variants whose rendered prompt changed by the same template edit are one group, as
+    are the instances that wait for a stage, and those unchanged since the last run.
+    """
+    groups: dict[tuple[Any, ...], ExplanationGroup] = {}
+    for item in items:
+        kind, status, headline, rest = _group_of(item)
+        group = groups.setdefault(
+            (kind, status, headline, rest),
+            ExplanationGroup(kind, status, headline, fields=[[] for _ in item.changes]),
+        )
+        group.members.append(item)
+        for names, change in zip(group.fields, item.changes, strict=True):
+            if change.name not in names:
+                names.append(change.name)
+    return list(groups.values())
 
 
 def cause_of(reason: str) -> str:
