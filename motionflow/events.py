@@ -16,6 +16,7 @@ __all__ = [
     "JobCompleted",
     "JobResumed",
     "JobSubmitted",
+    "JobUpdate",
     "OutputWritten",
     "Reporter",
     "RunStarted",
@@ -114,6 +115,32 @@ class JobCompleted(Event):
     label: str
     job_id: str
     billed_seconds: float
+
+
+@dataclass(frozen=True)
+class JobUpdate(Event):
+    """A paid job in flight changed state; progress displays show every job this way.
+
+    Attributes:
+        stage: the stage of the instance the job is for.
+        label: the instance (or, for a job collected from an earlier run, its record's label).
+        key: the cache key, which tells jobs apart.
+        state: ``submitting`` (publishing references, sending the POST), ``queued`` and
+            ``processing`` (as the service last said), ``downloading``, then one of
+            ``done``, ``failed`` (or refused, lost, in doubt: see the instance's failure) and
+            ``pending`` (still in flight, to be collected later). The last three end the job
+            for this run.
+        job_id: the service's job id, once known.
+        usd: what this run pays for the job: its estimate when this run submits it, 0 for a
+            job an earlier run paid for (resumed, collected) and for simulated jobs.
+    """
+
+    stage: str
+    label: str
+    key: str
+    state: str
+    job_id: str = ""
+    usd: float = 0.0
 
 
 @dataclass(frozen=True)

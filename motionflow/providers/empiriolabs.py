@@ -56,6 +56,7 @@ __all__ = [
     "ModelNotFound",
     "RateLimited",
     "RequestRejected",
+    "ServiceUnreachable",
     "SubmitInDoubt",
     "SubmitRequest",
     "Submitted",
@@ -75,6 +76,11 @@ _BACKOFF_CAP = 30.0
 _CHUNK = 1 << 16
 # Raised before a byte of the request left this machine: a retry cannot bill twice.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Until the API host has answered once, a failed connection is most likely a wrong
+# EMPIRIOLABS_BASE_URL (or no network): give up after a couple of quick retries, not minutes.
+_UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
+_UNREACHABLE_ATTEMPTS = 3
+_UNREACHABLE_DELAY_CAP = 1.0
 _KEY_ENV = "EMPIRIOLABS_API_KEY"
 _KEY_MIN = 8
 _KEY_MAX = 512
@@ -95,6 +101,37 @@ def _odd_character(char: str) -> str | None:
     if code > 0x7E:
         return f"a non-ASCII character (U+{code:04X})"
     return None
+
+
+class ServiceUnreachable(ProviderError):  # noqa: N818 - the name says it
+    """No connection to the API host could be made: refused, no DNS answer, connect timeout.
+
+    Nothing reached the service, so nothing was charged. Exit code 2, like any setting to fix
+    before running again (usually ``EMPIRIOLABS_BASE_URL``, or the network).
+    """
+
+    exit_code = 2
+
+
+def _unreachable_cause(exc: BaseException) -> str:
+    """Why a connection failed, in words, from the OS error under the httpx one."""
+    import socket
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return "its host name does not resolve (DNS)"
+        if isinstance(seen, ConnectionRefusedError):
+            return "the connection was refused: nothing listens there"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).lower()
+    if isinstance(exc, httpx.ConnectTimeout) or "timed out" in text:
+        return "the connection timed out"
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "its host name does not resolve (DNS)"
+    if "refused" in text:
+        return "the connection was refused: nothing listens there"
+    return f"the connection failed ({type(exc).__name__}: {exc})"
 
 
 def check_base_url(base_url: str) -> httpx.URL:
@@ -259,8 +296,11 @@ class EmpirioLabsClient:
         self._poll_seconds = poll_seconds
         self._backoff_base = _BACKOFF_BASE * min(1.0, poll_seconds / 5.0)
         self._unknown: set[str] = set()
+        self._reached = False  # the API host answered at least once
         self.warnings: list[str] = []
         """Things worth telling the user (unknown statuses, each once); never printed here."""
+        self.on_job: Callable[[Job], object] | None = None
+        """Called with every job observation a poll makes (progress displays)."""
 
     @classmethod
     def from_env(
@@ -305,6 +345,27 @@ class EmpirioLabsClient:
             return _origin(httpx.URL(url)) == self._origin
         except httpx.InvalidURL:
             return False
+
+    def _unreachable(self, exc: BaseException, attempt: int) -> float:
+        """The delay before retrying a connection that failed, or raise when it is pointless.
+
+        Before the API host has answered once, a failed connection is tried
+        ``_UNREACHABLE_ATTEMPTS`` times, quickly, then reported naming the base URL.
+
+        Raises:
+            ServiceUnreachable: the API host was never reached and the quick retries are spent.
+        """
+        if self._reached:
+            return self._backoff(attempt)
+        if attempt + 1 >= min(self._max_attempts, _UNREACHABLE_ATTEMPTS):
+            cause = self._redact(_unreachable_cause(exc))
+            msg = (
+                f"cannot reach EmpirioLabs at {self.base_url!r}: {cause} (tried {attempt + 1} "
+                "times); nothing was sent, so nothing was charged. Check EMPIRIOLABS_BASE_URL "
+                f"(its default is {DEFAULT_BASE_URL!r}) and the network"
+            )
+            raise ServiceUnreachable(msg) from exc
+        return min(self._backoff(attempt), _UNREACHABLE_DELAY_CAP)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter above half the step."""
@@ -362,6 +423,7 @@ class EmpirioLabsClient:
             stamp = await self._limiter.acquire(priority) if self._limiter is not None else None
             try:
                 response = await self._http.send(request, follow_redirects=False)
+                self._reached = True
                 await response.aread()
             finally:
                 if self._limiter is not None and stamp is not None:
@@ -418,7 +480,10 @@ class EmpirioLabsClient:
                 if isinstance(exc, httpx.UnsupportedProtocol):
                     raise ProviderError(self._redact(f"cannot {what}: {exc}")) from exc
                 problem = self._redact(f"{type(exc).__name__}: {exc}")
-                delay = self._backoff(attempt)
+                if isinstance(exc, _UNREACHABLE):
+                    delay = self._unreachable(exc, attempt)
+                else:
+                    delay = self._backoff(attempt)
             else:
                 status = response.status_code
                 if status == 429:
@@ -440,7 +505,10 @@ class EmpirioLabsClient:
                     return response, None
             if attempt + 1 < self._max_attempts:
                 await self._sleep(delay)
-        msg = f"cannot {what}: {problem} (after {self._max_attempts} attempts); try again later"
+        msg = (
+            f"cannot {what} at {self.base_url!r}: {problem} (after {self._max_attempts} "
+            "attempts); try again later"
+        )
         raise ProviderError(msg)
 
     # -- the API ----------------------------------------------------------------------------
@@ -481,7 +549,10 @@ class EmpirioLabsClient:
                 )
             except _NEVER_SENT as exc:
                 problem = self._redact(f"{type(exc).__name__}: {exc}")
-                delay = self._backoff(attempt)
+                if isinstance(exc, _UNREACHABLE):
+                    delay = self._unreachable(exc, attempt)
+                else:
+                    delay = self._backoff(attempt)
             except httpx.UnsupportedProtocol as exc:
                 raise ProviderError(self._redact(f"cannot {what}: {exc}")) from exc
             except httpx.TransportError as exc:
@@ -495,8 +566,8 @@ class EmpirioLabsClient:
             if attempt + 1 < self._max_attempts:
                 await self._sleep(delay)
         msg = (
-            f"cannot {what}: {problem} after {self._max_attempts} attempts; the request never "
-            "got through, so nothing was charged; try again later"
+            f"cannot {what} at {self.base_url!r}: {problem} after {self._max_attempts} "
+            "attempts; the request never got through, so nothing was charged; try again later"
         )
         raise (RateLimited if problem.startswith("HTTP 429") else ProviderError)(msg)
 
@@ -585,6 +656,8 @@ class EmpirioLabsClient:
         # What the service says about a job ends up in messages and the journal: no key there.
         error = self._redact(job.error) if job.error is not None else None
         job = replace(job, raw_status=self._redact(job.raw_status), error=error)
+        if self.on_job is not None:
+            self.on_job(job)
         if not job.known_status and job.raw_status not in self._unknown:
             self._unknown.add(job.raw_status)
             self._warn(

@@ -3,7 +3,7 @@
 A :class:`GenerationSession` owns, for the length of a run, the HTTP client, the rate limiter
 (shared with other motionflow processes through the cache directory), the publisher and, for
 ``provider: simulate``, the in-process fake server on loopback. :meth:`GenerationSession.generate`
-turns one cache key into one downloaded video while following API_CONTRACT.md's
+turns one cache key into one downloaded video while following docs/api.md's
 never-pay-twice rule:
 
 1. the ``submitting`` record is written before the POST and the job id right after it; every
@@ -34,8 +34,8 @@ import httpx
 from motionflow.cache.journal import JobRecord, Journal
 from motionflow.cache.locks import key_lock
 from motionflow.errors import ProviderError, UsageError
-from motionflow.events import Event, JobCompleted, JobResumed, JobSubmitted, Warning
-from motionflow.providers.collect import Collector
+from motionflow.events import Event, JobCompleted, JobResumed, JobSubmitted, JobUpdate, Warning
+from motionflow.providers.collect import Collector, JobPending
 from motionflow.providers.empiriolabs import (
     DEFAULT_BASE_URL,
     AuthError,
@@ -44,6 +44,7 @@ from motionflow.providers.empiriolabs import (
     ModelNotFound,
     RateLimited,
     RequestRejected,
+    ServiceUnreachable,
     SubmitInDoubt,
     SubmitRequest,
     check_api_key,
@@ -51,6 +52,7 @@ from motionflow.providers.empiriolabs import (
 )
 from motionflow.providers.envelopes import LOST_HINT, RESUBMIT_HINT
 from motionflow.providers.ratelimit import RateLimiter
+from motionflow.providers.status import Job, is_queued
 from motionflow.publish.base import PublishedUrls, Publisher
 from motionflow.stages.base import FileArtifact
 
@@ -220,6 +222,9 @@ class GenerationSession:
         self._submit_lock = asyncio.Lock()
         self.stopped: str | None = None
         """Why no more jobs may be submitted this run (bad key, no credits), or None."""
+        self._stop_error: type[ProviderError] = ProviderError
+        self._watched: dict[str, tuple[str, str, str, float]] = {}
+        self._job_state: dict[str, str] = {}
         self.touched: list[JobRecord] = []
         """Every job this run worked on (submitted, resumed or collected)."""
         self.submitted: list[JobRecord] = []
@@ -265,7 +270,35 @@ class GenerationSession:
                     limiter=limiter,
                     poll_seconds=self.options.poll_seconds,
                 )
+            self._client.on_job = self._observed
             return self._client
+
+    # -- progress events ----------------------------------------------------------------------
+    def _update(
+        self, stage: str, label: str, key: str, state: str, job_id: str, usd: float
+    ) -> None:
+        """Tell the reporter a job changed state (:class:`~motionflow.events.JobUpdate`)."""
+        if job_id:
+            if state in {"done", "failed", "pending"}:
+                self._watched.pop(job_id, None)
+                self._job_state.pop(job_id, None)
+            else:
+                self._watched[job_id] = (stage, label, key, usd)
+                self._job_state[job_id] = state
+        self.emit(JobUpdate(stage, label, key, state, job_id, usd))
+
+    def _observed(self, job: Job) -> None:
+        """A poll saw ``job``: report its state when it changed (queued, processing, done)."""
+        watched = self._watched.get(job.job_id)
+        if watched is None or job.state == "failed":
+            return
+        if job.state == "succeeded":
+            state = "downloading"
+        else:
+            state = "queued" if is_queued(job.raw_status) else "processing"
+        if self._job_state.get(job.job_id) != state:
+            stage, label, key, usd = watched
+            self._update(stage, label, key, state, job.job_id, usd)
 
     def _simulator_client(self, http: httpx.AsyncClient) -> EmpirioLabsClient:
         from motionflow.fakeapi.server import FakeConfig, FakeEmpirioLabs
@@ -346,19 +379,41 @@ class GenerationSession:
             ProviderError: the job failed, is in doubt, is pending or lost, or the service
                 refused it; the message names the stage, the job id and what to do.
         """
+        try:
+            return await self._generate(spec, workdir)
+        except ProviderError as exc:
+            # The run reports every failure beside its instance's label: say it once.
+            prefix = f"{spec.label}: "
+            text = str(exc)
+            if text.startswith(prefix) and len(exc.args) == 1:
+                exc.args = (text[len(prefix) :],)
+            raise
+
+    async def _generate(self, spec: JobSpec, workdir: Path) -> Generated:
         record = self.journal.get(spec.key)
         if record is not None:
             record = await self._resumable(spec, record)
         resumed = record is not None
         client = await self.client()
-        if record is None:
-            record = await self._submit(client, spec)
-        elif record.job_id:
-            self.emit(JobResumed(spec.stage, spec.label, record.job_id, record.state))
-        self.touched.append(record)
-        collector = await self.collector()
-        path = await collector.collect(record, workdir, spec.label)
+        job_id = record.job_id or "" if record is not None else ""
+        usd = 0.0 if resumed or self.free else spec.estimated_usd
+        try:
+            if record is None:
+                record = await self._submit(client, spec)
+                job_id = record.job_id or ""
+            elif record.job_id:
+                self.emit(JobResumed(spec.stage, spec.label, record.job_id, record.state))
+            state = "downloading" if record.state in {"completed", "stored"} else "submitted"
+            self._update(spec.stage, spec.label, spec.key, state, job_id, usd)
+            self.touched.append(record)
+            collector = await self.collector()
+            path = await collector.collect(record, workdir, spec.label)
+        except ProviderError as exc:
+            end = "pending" if isinstance(exc, JobPending) else "failed"
+            self._update(spec.stage, spec.label, spec.key, end, job_id, usd)
+            raise
         record = self.journal.get(spec.key) or record
+        self._update(spec.stage, spec.label, spec.key, "done", job_id, usd)
         self.emit(
             JobCompleted(spec.stage, spec.label, record.job_id or "", record.billed_seconds or 0.0)
         )
@@ -396,12 +451,19 @@ class GenerationSession:
                 if current is None or current.state not in IN_FLIGHT:
                     return  # another process got there first
                 self.touched.append(current)
+                job_id = current.job_id or ""
+                state = "downloading" if current.state == "completed" else "submitted"
+                where = (current.stage, current.label, current.key)
+                self._update(*where, state, job_id, 0.0)
                 with self.cache.workdir() as workdir:
                     try:
                         await collector.collect(current, workdir)
                     except ProviderError as exc:
+                        end = "pending" if isinstance(exc, JobPending) else "failed"
+                        self._update(*where, end, job_id, 0.0)
                         problems.append(str(exc))
                         return
+                self._update(*where, "done", job_id, 0.0)
                 done += 1
 
         await asyncio.gather(*(one(r) for r in records))
@@ -498,7 +560,9 @@ class GenerationSession:
     async def _submit(self, client: EmpirioLabsClient, spec: JobSpec) -> JobRecord:
         if self.stopped is not None:
             msg = f"{spec.label}: not submitted: {self.stopped}"
-            raise ProviderError(msg)
+            raise self._stop_error(msg)
+        usd = 0.0 if self.free else spec.estimated_usd
+        self._update(spec.stage, spec.label, spec.key, "submitting", "", usd)
         image, video = await self._publish(spec)
         body = SubmitRequest(
             model=MODEL_ID,
@@ -519,7 +583,7 @@ class GenerationSession:
     ) -> JobRecord:
         if self.stopped is not None:
             msg = f"{spec.label}: not submitted: {self.stopped}"
-            raise ProviderError(msg)
+            raise self._stop_error(msg)
         record = self.journal.begin(
             spec.key,
             label=spec.label,
@@ -544,6 +608,11 @@ class GenerationSession:
             self.journal.advance(record, "failed", error=str(exc))
             msg = f"{spec.label}: EmpirioLabs refused the request (nothing was charged): {exc}"
             raise ProviderError(msg) from exc
+        except ServiceUnreachable as exc:
+            self.journal.discard(record)  # no connection was made: nothing reached the service
+            self.stopped = f"{exc} (no further jobs are submitted in this run)"
+            self._stop_error = ServiceUnreachable
+            raise ServiceUnreachable(f"{spec.label}: not submitted: {exc}") from exc
         except (AuthError, InsufficientCredits, ModelNotFound) as exc:
             self.journal.discard(record)  # the POST certainly charged nothing
             self.stopped = f"{exc} (no further jobs are submitted in this run)"

@@ -30,7 +30,7 @@ FAILURE = frozenset({"failed", "fail", "error", "cancelled", "canceled", "expire
 QUEUED = frozenset({"queued", "pending", "submitted", "created"})
 RUNNING = QUEUED | frozenset({"processing", "running", "in_progress"})
 
-_FIRST = 5.0  # seconds between the first polls (API_CONTRACT.md, "Limits")
+_FIRST = 5.0  # seconds between the first polls (docs/api.md, "Polling")
 _GROWTH = 1.25
 _CEILING = 15.0  # with ±25 % jitter, later polls land in 11.25..18.75 s
 _JITTER = 0.25
