@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from motionflow.errors import UsageError
 from motionflow.graph import Instance
 from motionflow.recipe.matrix import Variant
 
@@ -88,11 +89,21 @@ def _clean_entry(entry: Any) -> dict[str, Any] | None:
 class Manifest:
     """The key, key components and written files of every (stage, variant, take) last run."""
 
-    def __init__(self, path: Path, entries: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, path: Path, entries: dict[str, dict[str, Any]], owner: str | None = None
+    ) -> None:
         self.path = path
         self.entries = entries
         self.damaged = ""
-        self._original = json.dumps(entries, sort_keys=True)
+        self.owner = owner
+        """The recipe file whose folder this is (relative to the project root when inside
+        it), as recorded by the last run; None for a manifest of an older motionflow."""
+        self.scope: tuple[set[str], set[str]] | None = None
+        """(stages, variant ids) a targeted run may forget entries of; None: every entry."""
+        self._original = self._text()
+
+    def _text(self) -> str:
+        return json.dumps([self.entries, self.owner], sort_keys=True)
 
     @classmethod
     def load(cls, out_dir: Path) -> Manifest:
@@ -121,7 +132,8 @@ class Manifest:
                 damaged = damaged or f"its entry {name!r:.60} is malformed"
             else:
                 entries[name] = clean
-        manifest = cls(path, entries)
+        owner = data.get("recipe") if isinstance(data, dict) else None
+        manifest = cls(path, entries, owner if isinstance(owner, str) and owner else None)
         manifest.damaged = damaged
         return manifest
 
@@ -157,13 +169,28 @@ class Manifest:
             entry["files"] = old["files"]
         self.entries[name] = entry
 
+    def limit_to(self, stages: set[str], variants: set[str]) -> None:
+        """Let :meth:`keep_only` forget only entries of these stages and variant ids (a
+        targeted run: other variants' outputs stay, however stale they may be)."""
+        self.scope = (set(stages), set(variants))
+
+    def _in_scope(self, name: str) -> bool:
+        if self.scope is None:
+            return True
+        stage, _, rest = name.partition("/")
+        return stage in self.scope[0] and rest.partition("/")[0] in self.scope[1]
+
     def keep_only(self, names: set[str]) -> list[Path]:
         """Forget entries of stages, variants or takes no longer in the recipe, and delete the
-        files they wrote if nobody changed them since. Returns the deleted files."""
+        files they wrote if nobody changed them since. Returns the deleted files.
+
+        After :meth:`limit_to`, only entries within its stages and variants are considered.
+        """
         base = self.path.parent
-        kept = {rel for n in names for rel in self.entries.get(n, {}).get("files", {})}
+        staying = [n for n in self.entries if n in names or not self._in_scope(n)]
+        kept = {rel for n in staying for rel in self.entries[n].get("files", {})}
         deleted: list[Path] = []
-        for name in [n for n in self.entries if n not in names]:
+        for name in [n for n in self.entries if n not in names and self._in_scope(n)]:
             for rel, (size, mtime_ns) in self.entries.pop(name).get("files", {}).items():
                 path = base / rel
                 try:
@@ -187,10 +214,12 @@ class Manifest:
 
     def save(self) -> bool:
         """Write the manifest if anything changed; returns whether it wrote."""
-        text = json.dumps(self.entries, sort_keys=True)
+        text = self._text()
         if text == self._original and self.path.is_file():
             return False
-        payload = {"version": 1, "entries": self.entries}
+        payload: dict[str, Any] = {"version": 1, "entries": self.entries}
+        if self.owner is not None:
+            payload["recipe"] = self.owner
         try:
             atomic_write_text(self.path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
         except OSError as exc:
@@ -200,3 +229,55 @@ class Manifest:
             raise out_write_error(self.path.parent, exc, "the manifest", kept=kept) from exc
         self._original = text
         return True
+
+    def claim(self, recipe: Path, display: str, root: Path) -> None:
+        """Make ``recipe`` the owner of this folder (recorded at the next :meth:`save`).
+
+        Two recipes with the same ``name:`` would share ``out/<name>/`` and overwrite (and
+        delete) each other's results, so a folder whose recorded owner is another recipe file
+        that still exists and still has this name is refused. An owner that is gone, or was
+        renamed (a recipe moved or renamed by the user), is taken over silently.
+
+        Args:
+            recipe: the recipe file, resolved.
+            display: the recipe's path as the user wrote it, for the message.
+            root: the project folder (the owner is recorded relative to it when inside).
+
+        Raises:
+            UsageError: another recipe file with the same name owns the folder.
+        """
+        recipe, root = recipe.resolve(), root.resolve()
+        mine = recipe.relative_to(root).as_posix() if recipe.is_relative_to(root) else str(recipe)
+        owner = self.owner
+        if owner is not None and owner != mine:
+            other = root / owner
+            if other.resolve() != recipe and _names_folder(other, self.path.parent.name):
+                folder = self.path.parent
+                msg = (
+                    f"{display!r} and {str(other)!r} have the same name "
+                    f"{folder.name!r}, so both would write (and overwrite) {str(folder)!r}, "
+                    f"which belongs to {owner!r}. Fix: give one of them another `name:` (e.g. "
+                    f"`name: {folder.name}-2`); or, if {owner!r} is no longer used, delete "
+                    f"{str(folder)!r} (its results stay in the cache: the next run writes them "
+                    "out again without paying). Nothing was run"
+                )
+                raise UsageError(msg)
+        self.owner = mine
+
+
+def _names_folder(recipe: Path, name: str) -> bool:
+    """True when the recipe file exists and (as far as a quick read tells) is named ``name``."""
+    import yaml
+
+    from motionflow.limits import MAX_RECIPE_BYTES
+
+    try:
+        if not recipe.is_file():
+            return False
+        if recipe.stat().st_size > MAX_RECIPE_BYTES:
+            return True
+        data = yaml.safe_load(recipe.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return True  # it is there but unreadable: assume it still writes here
+    declared = data.get("name") if isinstance(data, dict) else None
+    return str(declared or recipe.stem) == name

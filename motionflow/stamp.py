@@ -47,7 +47,11 @@ def _stat(path: Path) -> list[Any] | None:
 
 
 def _context(
-    cache_root: Path, recipe: Path, raw_vars: list[str], allow_outside: bool
+    cache_root: Path,
+    recipe: Path,
+    raw_vars: list[str],
+    allow_outside: bool,
+    targets: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     from motionflow import __version__
     from motionflow.project import find_project_root
@@ -63,21 +67,31 @@ def _context(
         "root": str(find_project_root(recipe.parent)),
         "vars": list(raw_vars),  # in order: a repeated --var takes the last value
         "allow_outside_project": allow_outside,
+        # --only/--stage: a targeted run vouches for its selection only, never for a full run
+        "targets": targets or {"only": [], "stage": []},
         "env": {k: os.environ.get(k) for k in _ENV},
     }
 
 
 def check_stamp(
-    cache_root: Path, recipe: Path, raw_vars: list[str], allow_outside: bool
+    cache_root: Path,
+    recipe: Path,
+    raw_vars: list[str],
+    allow_outside: bool,
+    targets: dict[str, list[str]] | None = None,
 ) -> dict[str, Any] | None:
-    """The stored summary of the last clean run if nothing it depended on changed, else None."""
+    """The stored summary of the last clean run if nothing it depended on changed, else None.
+
+    ``targets`` (``Targets.to_json()``) must be those of that run: a targeted run's stamp
+    never answers a full run, nor the other way round.
+    """
     try:
         recipe = recipe.resolve()
         info = recipe.stat()
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECIPE_BYTES:
             return None  # a FIFO or a huge file: the full load refuses it with a message
         stamp = json.loads(_stamp_file(cache_root, recipe).read_text(encoding="utf-8"))
-        if stamp.get("context") != _context(cache_root, recipe, raw_vars, allow_outside):
+        if stamp.get("context") != _context(cache_root, recipe, raw_vars, allow_outside, targets):
             return None
         for path, recorded in stamp["files"].items():
             if _stat(Path(path)) != recorded:
@@ -94,6 +108,7 @@ def write_stamp(
     cache: Cache,
     raw_vars: list[str],
     allow_outside: bool,
+    targets: dict[str, list[str]] | None = None,
 ) -> bool:
     """Record a clean run's dependencies; returns False (and writes nothing) when the recipe
     uses something the stamp cannot vouch for (a third-party stage kind)."""
@@ -136,7 +151,7 @@ def write_stamp(
         "saved_usd": round(result.saved_usd + result.estimated_usd, 2),
     }
     body = {
-        "context": _context(cache.root, plan.recipe.path, raw_vars, allow_outside),
+        "context": _context(cache.root, plan.recipe.path, raw_vars, allow_outside, targets),
         "files": recorded,
         "summary": summary,
     }

@@ -38,7 +38,7 @@ _HDR_TRANSFERS = frozenset({16, 18})
 
 @dataclass(frozen=True)
 class MediaRules:
-    """The strictest common subset of what Kling and its resellers document (API_CONTRACT.md).
+    """The strictest common subset of what Kling and its resellers document (docs/api.md).
 
     Attributes:
         image_codecs: decoders of the accepted image formats (JPEG, PNG).

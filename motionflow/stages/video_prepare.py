@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -174,6 +174,39 @@ class VideoPrepareStage(MediaStage):
     Params: ClassVar[type[BaseModel]] = VideoPrepareParams
     outputs: ClassVar[dict[str, OutputKind]] = {"video": "file", "info": "value"}
 
+    def preflight(self, params: BaseModel, memo: Any = None) -> list[tuple[str, str]]:
+        """The clip's length, checked when the plan is made: a source too short (or a start
+        past its end) is a recipe error then, not a failure halfway through a run.
+
+        Only the source's header is read (PyAV), once per content digest and process. A file
+        that cannot be read as a clip is left to the run, which says what is wrong with it.
+
+        Args:
+            params: the instance's parameters.
+            memo: the planner's cache (unused: nothing is written while planning).
+
+        Returns:
+            ``(parameter, message)`` of the problem, if any.
+        """
+        assert isinstance(params, VideoPrepareParams)
+        del memo
+        src = params.src
+        length = _probe_seconds(src.digest, src.path)
+        if length is None:
+            return []
+        seconds, fps = length
+        try:
+            _cut(repr(str(src.path)), seconds, 1 / fps if fps > 0 else 1 / 30, params, [])
+        except MediaError as exc:
+            text = str(exc).removeprefix("video.prepare: ")
+            given = params.model_fields_set
+            if seconds < RULES.video_min_seconds - RULES.duration_tolerance:
+                where = "src"
+            else:
+                where = next((f for f in ("duration", "end", "start") if f in given), "src")
+            return [(where, text)]
+        return []
+
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Write ``video.mp4`` into the workdir; ``info`` says how and what came out."""
         assert isinstance(params, VideoPrepareParams)
@@ -242,53 +275,9 @@ def _plan_video(
         raise MediaError(msg)
 
     # Cut: the source's length is its video stream's (audio may run longer).
-    source_len = info.duration
-    if details.video_seconds:
-        source_len = min(source_len, details.video_seconds)
-    start = params.start
+    source_len = _source_seconds(info, details)
     frame = 1 / info.fps if info.fps > 0 else 1 / 30
-    if start >= source_len - frame / 2:
-        msg = (
-            f"video.prepare: start {start:g} s is past the end of {name}, which is "
-            f"{source_len:.2f} s long. Fix: use a start below {max(source_len - 3, 0):.2f} s."
-        )
-        raise MediaError(msg)
-    available = source_len - start
-    wanted = (
-        params.end - start
-        if params.end is not None
-        else params.duration
-        if params.duration is not None
-        else None
-    )
-    length = available if wanted is None else min(wanted, available)
-    if wanted is not None and wanted > available + frame:
-        warnings.append(
-            f"asked for {wanted:.2f} s from {start:g} s, but {name} has only {available:.2f} s "
-            "left: the clip runs to its end"
-        )
-    cap = RULES.max_seconds(params.orientation)
-    if length > cap:
-        warnings.append(
-            f"clamped {length:.2f} s to {cap:g} s, the cap of orientation {params.orientation}"
-            " (it must match the generation's character_orientation)"
-        )
-        length = cap
-    if length < RULES.video_min_seconds - RULES.duration_tolerance:
-        limits = f"start {start:g} s" + (
-            f", end {params.end:g} s"
-            if params.end is not None
-            else f", duration {params.duration:g} s"
-            if params.duration is not None
-            else ""
-        )
-        msg = (
-            f"video.prepare: the clip from {name} would be {length:.2f} s long ({limits}; "
-            f"the source is {source_len:.2f} s); the model needs at least "
-            f"{RULES.video_min_seconds:g} s. Fix: lower start, raise duration/end, or use a "
-            "longer clip."
-        )
-        raise MediaError(msg)
+    start, length, available = _cut(name, source_len, frame, params, warnings)
     to_end = length >= available - frame / 2
 
     # Size: square pixels, rotation applied (ffmpeg autorotates), both sides within range.
@@ -343,6 +332,105 @@ def _plan_video(
         max_bytes=int(params.max_mb * MB),
         deinterlace=details.interlaced,
     )
+
+
+_lengths: dict[str, tuple[float, float] | None] = {}
+
+
+def _probe_seconds(digest: str, path: Path) -> tuple[float, float] | None:
+    """(length, fps) of a source clip by content digest; None when it is not a readable clip
+    (the run reports why). Remembered in this process only: planning (``validate``, a refused
+    recipe) must not write to the cache, and reading a header costs milliseconds."""
+    if digest in _lengths:
+        return _lengths[digest]
+    from motionflow.media.rules import stream_details
+
+    found: tuple[float, float] | None
+    try:
+        info = probe(path)
+        if not info.has_video or info.duration <= 0 or info.format_name in _STILL_DEMUXERS:
+            found = None
+        else:
+            found = (_source_seconds(info, stream_details(path)), info.fps)
+    except (MediaError, OSError):
+        found = None
+    _lengths[digest] = found
+    return found
+
+
+def _source_seconds(info: MediaInfo, details: StreamDetails) -> float:
+    """The source's length: its video stream's (the audio may run longer)."""
+    if details.video_seconds:
+        return min(info.duration, details.video_seconds)
+    return info.duration
+
+
+def _cut(
+    name: str, source_len: float, frame: float, params: VideoPrepareParams, warnings: list[str]
+) -> tuple[float, float, float]:
+    """``(start, length, available)`` of the clip; the planner checks it before any run too.
+
+    Raises:
+        MediaError: the start is past the end, or the clip would be under the model's minimum
+            (saying so when the source itself is too short: no start or duration can help).
+    """
+    start = params.start
+    least = RULES.video_min_seconds - RULES.duration_tolerance
+    if source_len < least:
+        msg = (
+            f"video.prepare: the source {name} is only {source_len:.2f} s long; the model "
+            f"needs a reference clip of at least {RULES.video_min_seconds:g} s, so no start, "
+            f"duration or end can make one from it. Fix: use a longer clip (at least "
+            f"{RULES.video_min_seconds:g} s) as the source."
+        )
+        raise MediaError(msg)
+    if start >= source_len - frame / 2:
+        msg = (
+            f"video.prepare: start {start:g} s is past the end of {name}, which is "
+            f"{source_len:.2f} s long. Fix: use a start below {max(source_len - 3, 0):.2f} s."
+        )
+        raise MediaError(msg)
+    available = source_len - start
+    wanted = (
+        params.end - start
+        if params.end is not None
+        else params.duration
+        if params.duration is not None
+        else None
+    )
+    length = available if wanted is None else min(wanted, available)
+    if wanted is not None and wanted > available + frame:
+        warnings.append(
+            f"asked for {wanted:.2f} s from {start:g} s, but {name} has only {available:.2f} s "
+            "left: the clip runs to its end"
+        )
+    cap = RULES.max_seconds(params.orientation)
+    if length > cap:
+        warnings.append(
+            f"clamped {length:.2f} s to {cap:g} s, the cap of orientation {params.orientation}"
+            " (it must match the generation's character_orientation)"
+        )
+        length = cap
+    if length < least:
+        limits = f"start {start:g} s" + (
+            f", end {params.end:g} s"
+            if params.end is not None
+            else f", duration {params.duration:g} s"
+            if params.duration is not None
+            else ""
+        )
+        fixes: list[str] = []
+        if available < least:  # not enough of the source left after start
+            fixes.append(f"lower start (to at most {source_len - RULES.video_min_seconds:.2f} s)")
+        if wanted is not None and wanted < least:
+            fixes.append(f"raise duration/end (to at least {RULES.video_min_seconds:g} s)")
+        msg = (
+            f"video.prepare: the clip from {name} would be {length:.2f} s long ({limits}; "
+            f"the source is {source_len:.2f} s); the model needs at least "
+            f"{RULES.video_min_seconds:g} s. Fix: {' and '.join(fixes)}."
+        )
+        raise MediaError(msg)
+    return start, length, available
 
 
 def _fit_video(name: str, width: int, height: int, allow_upscale: bool) -> tuple[int, int, float]:
