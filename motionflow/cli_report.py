@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from motionflow.cli import _cache_option, _console, _errors, _load, _recipe_options
+from motionflow.cli import (
+    _cache_option,
+    _console,
+    _errors,
+    _load,
+    _recipe_options,
+    _target_options,
+    _targets,
+)
 
 if TYPE_CHECKING:
     from motionflow.recipe.loader import Recipe
@@ -46,12 +54,24 @@ def report_after_run(loaded: Recipe, cache_dir: str | None, run_started: float) 
 
 @click.command()
 @_recipe_options
+@_target_options
 @_cache_option
 def report(
-    recipe: str, var: tuple[str, ...], allow_outside_project: bool, cache_dir: str | None
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside_project: bool,
+    cache_dir: str | None,
+    only: tuple[str, ...] = (),
+    target_stages: tuple[str, ...] = (),
 ) -> None:
-    """Write out/<recipe>/index.html: every variant and take, playable, filterable."""
+    """Write out/<recipe>/index.html: every variant and take, playable, filterable.
+
+    With --only/--stage, the gallery shows only those variants and outputs.
+    """
     from rich.markup import escape
+
+    from motionflow.manifest import Manifest
+    from motionflow.targets import select_recipe
 
     with _errors():
         loaded = _load(recipe, var, allow_outside_project)
@@ -59,11 +79,15 @@ def report(
             from motionflow.errors import RecipeError
 
             raise RecipeError(loaded.problems)
+        # another recipe with the same name: its results are not this recipe's to show
+        Manifest.load(loaded.out_dir).claim(loaded.path, loaded.display, loaded.root)
+        loaded = select_recipe(loaded, _targets(only, target_stages))
         written = _write(loaded, cache_dir, None)
     console = _console()
     for note in written.notes:
         _console(stderr=True).print(f"[yellow]warning:[/] {escape(note)}")
     made = written.cards - written.missing
     missing = f", {written.missing} not made yet" if written.missing else ""
-    console.print(f"wrote {escape(str(written.path))}: {made} video(s){missing}")
+    earlier = f", {written.earlier_runs} earlier run(s)" if written.earlier_runs else ""
+    console.print(f"wrote {escape(str(written.path))}: {made} video(s){missing}{earlier}")
     console.print(f"open it in a browser: {escape(written.path.resolve().as_uri())}")

@@ -17,6 +17,8 @@ from motionflow.stages.base import FileArtifact, StageContext, StageResult
 from motionflow.stages.compare import REFERENCE_LABEL, VideoCompareStage, grid_shape
 from motionflow.stages.registry import get_stage
 
+REPO_ASSETS = Path(__file__).resolve().parents[1] / "recipes" / "assets"
+
 LAVFI = ["-f", "lavfi", "-i"]
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 TH = 120
@@ -222,3 +224,35 @@ def test_font_env_pointing_nowhere_is_a_usage_error(
     monkeypatch.setenv(ENV_FONT, str(tmp_path / "missing.ttf"))
     with pytest.raises(UsageError, match=rf"{ENV_FONT}=.*missing\.ttf.* does not exist"):
         find_font()
+
+
+@pytest.mark.parametrize("font", ["system", "none"])
+def test_captions_leave_the_simulated_banner_visible(
+    font: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tile's caption sits at the bottom: the SIMULATED banner (top left) stays readable."""
+    from motionflow.providers.simulate_render import render_simulated_video
+
+    if font == "none":
+        monkeypatch.setenv(ENV_FONT, "none")
+    take = tmp_path / "take.mp4"
+    asyncio.run(
+        render_simulated_video(
+            image=REPO_ASSETS / "hero.png",
+            video=REPO_ASSETS / "dance.mp4",
+            dest=take,
+            mode="std",
+            seconds=0.5,
+            keep_original_sound=False,
+            label="job",
+            prompt="A dancer.",
+        )
+    )
+    result = compare(tmp_path / "sheet", [take, take], ctx_labels=["a long caption", "b"])
+    with av.open(str(result.outputs["video"])) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    # tile 1 is 214x120 (1280x720 scaled): the banner's pink (0xE0115F) is its top-left corner,
+    # not under a caption's black box or a coloured bar
+    corner = frame[2:12, 2:40].astype(int)
+    pink = (corner[..., 0] > 150) & (corner[..., 1] < 90) & (corner[..., 2] > 50)
+    assert pink.mean() > 0.3, pink.mean()

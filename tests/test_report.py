@@ -7,6 +7,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from conftest import Project
 
 from motionflow.report.collect import Card, Gallery
@@ -146,6 +147,7 @@ def _recipe(project: Project, takes: int = 1) -> Path:
     return project.write("gal.yaml", body)
 
 
+@pytest.mark.slow
 def test_run_writes_the_gallery_with_takes_and_escaped_prompts(project: Project) -> None:
     _recipe(project, takes=2)
     proc = project.cli("run", "gal.yaml", "-q")
@@ -161,6 +163,13 @@ def test_run_writes_the_gallery_with_takes_and_escaped_prompts(project: Project)
     assert not re.search(r"https?://", html)
 
 
+def _shown(html: str) -> str:
+    """The cards the page shows first (the current run): earlier runs' cards start hidden."""
+    cards = re.findall(r"<article class=\"card\"[^>]*>.*?</article>", html, re.S)
+    return "".join(c for c in cards if not c.split(">", 1)[0].endswith(" hidden"))
+
+
+@pytest.mark.slow
 def test_new_and_cached_follow_the_last_run(project: Project) -> None:
     recipe = _recipe(project)
     assert project.cli("run", "gal.yaml", "-q").returncode == 0
@@ -168,8 +177,11 @@ def test_new_and_cached_follow_the_last_run(project: Project) -> None:
     proc = project.cli("run", "gal.yaml", "-q")
     assert proc.returncode == 0, proc.stderr
     html = (project.out("gal") / "index.html").read_text(encoding="utf-8")
-    assert html.count('class="badge new"') == 1
-    assert html.count('class="badge cached"') == 2
+    assert _shown(html).count('class="badge new"') == 1
+    assert _shown(html).count('class="badge cached"') == 2
+    # the first run stays on the page (hidden until picked): its two results were new then
+    assert html.count('<article class="card"') == 5
+    assert html.count('class="badge new"') == 3
     # `motionflow report` alone keeps the last run's view
     again = project.cli("report", "gal.yaml")
     assert again.returncode == 0, again.stderr
@@ -177,6 +189,7 @@ def test_new_and_cached_follow_the_last_run(project: Project) -> None:
     assert (project.out("gal") / "index.html").read_text(encoding="utf-8") == html
 
 
+@pytest.mark.slow
 def test_no_report_and_report_failures(project: Project) -> None:
     _recipe(project)
     proc = project.cli("run", "gal.yaml", "-q", "--no-report")

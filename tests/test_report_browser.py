@@ -1,7 +1,9 @@
-"""The gallery in a real browser: Debian's chromium driven by playwright, from file://, offline.
+"""The gallery in a real browser: a Chromium driven by playwright, from file://, offline.
 
-CI installs chromium (.ci/run) and playwright (the dev extra): a missing one fails these tests
-rather than skipping them, so the gallery is never silently untested.
+Which Chromium, and what happens without one, is ``conftest.chromium_or_skip``: on a fresh
+machine these tests skip with the install hint; CI installs Debian's chromium (.ci/run) and sets
+MOTIONFLOW_REQUIRE_BROWSER=1, under which a missing browser fails them rather than skipping, so
+the gallery is never silently untested.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ASSETS, REPO, Project
+from conftest import ASSETS, REPO, Project, chromium_or_skip
 
-CHROMIUM = "/usr/bin/chromium"
+# a real run and a real browser: seconds each, so out of the fast subset (-m "not slow")
+pytestmark = pytest.mark.slow
+
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -56,21 +60,11 @@ outputs: [take]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the gallery browser tests need Debian's chromium. "
-            "Fix: apt-get install -y --no-install-recommends chromium (as .ci/run does)."
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(
-            "the playwright package is missing: the gallery browser tests need it. "
-            'Fix: pip install -e ".[dev]" (do not run `playwright install`: we use '
-            f"{CHROMIUM})."
-        )
+    chromium = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        launched = pw.chromium.launch(executable_path=str(chromium), args=ARGS)
         try:
             yield launched
         finally:
@@ -219,4 +213,162 @@ def test_sweep_recipe_gallery(browser: Any, tmp_path: Path) -> None:
     artifacts = Path(os.environ.get("MOTIONFLOW_TEST_ARTIFACTS") or tmp_path)
     artifacts.mkdir(parents=True, exist_ok=True)
     page.page.screenshot(path=str(artifacts / "report.png"))
+    page.check_clean()
+
+
+# --- run history, favourites, grid view (issue 11) --------------------------------------------
+
+HISTORY = SMALL.replace("matrix:", 'vars: {style: "on a roof"}\nmatrix:').replace(
+    "A dancer in a {{ outfit }}.", "A dancer in a {{ outfit }} {{ style }}."
+)
+
+
+def _artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: $MOTIONFLOW_TEST_ARTIFACTS, else the test's temporary folder."""
+    folder = Path(os.environ.get("MOTIONFLOW_TEST_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 2x2 recipe run twice: a draft `--var style=...`, then another style."""
+    project = _project(tmp_path_factory.mktemp("history"))
+    project.write("small.yaml", HISTORY)
+    for style in ("in the rain", "at dawn"):
+        proc = project.cli("run", "small.yaml", "--quiet", "--var", f"style={style}")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return project.out("small") / "index.html"
+
+
+def _shown_srcs(page: Page) -> list[str]:
+    srcs: list[str] = page.page.eval_on_selector_all(
+        ".card:not([hidden]) video.result", "vs => vs.map(v => v.getAttribute('src'))"
+    )
+    return srcs
+
+
+def test_earlier_runs_stay_and_compare_across_runs(
+    browser: Any, history: Path, tmp_path: Path
+) -> None:
+    page = Page(browser, history)
+    runs = page.page.eval_on_selector_all("#run option", "os => os.map(o => o.textContent)")
+    assert len(runs) == 2
+    assert "(latest)" in runs[0] and "--var style=at dawn" in runs[0] and "4 ran" in runs[0]
+    assert "--var style=in the rain" in runs[1]
+    latest = _shown_srcs(page)
+    assert page.visible_cards() == 4
+    page.page.locator(".card:not([hidden]) input.pick").nth(0).check()
+    values = page.page.eval_on_selector_all("#run option", "os => os.map(o => o.value)")
+    page.page.select_option("#run", values[1])
+    assert page.visible_cards() == 4
+    earlier = _shown_srcs(page)
+    assert all(src.startswith(".report/media-") for src in earlier), earlier
+    assert not set(earlier) & set(latest)
+    prompts = page.page.eval_on_selector_all(
+        ".card:not([hidden]) .prompt", "ps => ps.map(p => p.textContent)"
+    )
+    assert prompts[0] == "A dancer in a red jacket in the rain."
+    assert page.play_first() > 0  # an earlier run's video plays
+    page.page.locator(".card:not([hidden]) input.pick").nth(0).check()
+    page.page.click("#compare-button")
+    captions = page.page.eval_on_selector_all(
+        "#compare-tiles figcaption", "fs => fs.map(f => f.textContent)"
+    )
+    assert captions[0] == "reference clip"
+    assert len(captions) == 3 and all(" · run " in c for c in captions[1:]), captions
+    # the control bar is the overlay's own, opaque: nothing of the page shows through it
+    hit = page.page.evaluate(
+        """() => { const bar = document.querySelector('#compare .bar').getBoundingClientRect();
+                   const el = document.elementFromPoint(bar.left + bar.width / 2, bar.top + 4);
+                   return [el.closest('#compare') !== null,
+                           getComputedStyle(document.querySelector('#compare .bar'))
+                             .backgroundColor]; }"""
+    )
+    assert hit[0] is True
+    assert hit[1] not in ("transparent", "rgba(0, 0, 0, 0)")
+    page.page.wait_for_timeout(500)  # posters drawn
+    page.page.screenshot(path=str(_artifacts(tmp_path) / "gallery-compare.png"))
+    page.page.click("#compare-close")
+    page.check_clean()
+
+
+def test_favourites_give_the_final_command(browser: Any, history: Path) -> None:
+    context = browser.new_context()  # one browser profile: localStorage survives a reload
+    try:
+        page = context.new_page()
+        page.goto(history.resolve().as_uri())
+        assert not page.is_visible("#promote")
+        stars = page.locator(".card:not([hidden]) button.fav")
+        stars.nth(0).click()  # red jacket, std (matrix order: red std, red pro, white std, ...)
+        stars.nth(2).click()  # white hoodie, std
+        assert page.get_attribute(".card:not([hidden]) button.fav >> nth=0", "aria-pressed") == (
+            "true"
+        )
+        command = page.inner_text("#promote-command").strip()
+        assert command == "motionflow plan small.yaml --only mode=std --var 'style=at dawn'"
+        page.fill("#changes", "mode=pro style=neon")
+        command = page.inner_text("#promote-command").strip()
+        assert command == "motionflow plan small.yaml --only mode=pro --var style=neon"
+        page.reload()
+        assert page.inner_text("#promote-title") == "Favourites: 2 takes"
+        stars = page.locator(".card:not([hidden]) button.fav")
+        stars.nth(2).click()  # keep only red jacket, std; add white hoodie, pro
+        stars.nth(3).click()
+        page.fill("#changes", "")
+        lines = page.inner_text("#promote-command").strip().splitlines()
+        assert lines == [
+            "motionflow plan small.yaml --only mode=std --only 'outfit=red jacket'"
+            " --var 'style=at dawn'",
+            "motionflow plan small.yaml --only mode=pro --only 'outfit=white hoodie'"
+            " --var 'style=at dawn'",
+        ]
+    finally:
+        context.close()
+
+
+def test_grid_view_rows_by_columns(browser: Any, history: Path, tmp_path: Path) -> None:
+    page = Page(browser, history)
+    page.page.select_option("#view", "grid")
+    assert not page.page.is_visible("#grid")
+    heads = page.page.eval_on_selector_all("#matrix thead th", "ts => ts.map(t => t.textContent)")
+    rows = page.page.eval_on_selector_all("#matrix tbody th", "ts => ts.map(t => t.textContent)")
+    assert heads[1:] == ["std", "pro"]
+    assert rows == ["red jacket", "white hoodie"]
+    assert page.page.locator("#matrix td video").count() == 4
+    page.page.select_option("#rows", "mode")
+    page.page.select_option("#columns", "outfit")
+    heads = page.page.eval_on_selector_all("#matrix thead th", "ts => ts.map(t => t.textContent)")
+    assert heads[1:] == ["red jacket", "white hoodie"]
+    page.page.locator("#matrix input.cell-pick").nth(0).check()
+    assert page.page.inner_text("#compare-button") == "Compare (1)"
+    page.page.wait_for_timeout(500)
+    page.page.screenshot(path=str(_artifacts(tmp_path) / "gallery-grid.png"), full_page=True)
+    page.check_clean()
+
+
+def test_grid_at_420_px_scrolls_sideways(browser: Any, history: Path, tmp_path: Path) -> None:
+    page = Page(browser, history)
+    page.page.set_viewport_size({"width": 420, "height": 900})
+    page.page.select_option("#view", "grid")
+    sizes = page.page.evaluate(
+        """() => { const s = document.querySelector('.matrix-scroll');
+                   const th = document.querySelector('#matrix tbody th');
+                   return { page: document.documentElement.scrollWidth,
+                            inner: s.scrollWidth, outer: s.clientWidth,
+                            label: parseFloat(getComputedStyle(th).fontSize),
+                            labelWidth: th.getBoundingClientRect().width }; }"""
+    )
+    assert sizes["page"] <= 420, sizes  # the page itself does not overflow
+    assert sizes["inner"] > sizes["outer"], sizes  # the grid scrolls sideways instead
+    assert sizes["label"] >= 12 and sizes["labelWidth"] >= 80, sizes
+    page.page.evaluate("document.querySelector('.matrix-scroll').scrollLeft = 200")
+    left = page.page.evaluate(
+        "document.querySelector('#matrix tbody th').getBoundingClientRect().left"
+    )
+    assert 0 <= left < 30  # row labels stay in view while scrolling
+    page.page.wait_for_timeout(500)
+    page.page.screenshot(path=str(_artifacts(tmp_path) / "gallery-420.png"), full_page=True)
+    page.page.select_option("#view", "cards")
+    assert page.page.evaluate("document.documentElement.scrollWidth") <= 420
     page.check_clean()

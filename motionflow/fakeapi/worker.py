@@ -137,6 +137,11 @@ def produce_output(
                     seconds=billable,
                     keep_original_sound=request.keep_original_sound,
                     label=job_id,
+                    prompt=request.prompt,
+                    details=(
+                        f"{request.mode} · {billable:g} s"
+                        f" · orientation {request.character_orientation}"
+                    ),
                 )
             )
         except MotionflowError as exc:

@@ -25,7 +25,43 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 .sheets { padding: 8px 20px; }
 .sheets video { max-width: 100%; max-height: 360px; }
 #grid { display: grid; gap: 16px; padding: 16px 20px 40px;
-  grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); }
+  grid-template-columns: repeat(auto-fill, minmax(min(420px, 100%), 1fr)); }
+#grid[hidden], #matrix[hidden], #promote[hidden], .controls label[hidden] { display: none; }
+.controls .run { flex: 1 1 100%; min-width: 0; }
+.controls .run select { width: 100%; max-width: 100%; text-overflow: ellipsis; }
+.fav { font: inherit; font-size: 18px; line-height: 1; background: none; border: 0; cursor: pointer;
+  color: var(--muted); padding: 0 2px; }
+.fav[aria-pressed=true] { color: #d4a000; }
+.card.favourite { border-color: #d4a000; }
+#promote { margin: 12px 20px 0; padding: 10px 12px; border: 1px solid #d4a000; border-radius: 8px;
+  background: var(--card); }
+#promote h2 { font-size: 15px; margin: 0 0 6px; }
+#promote label { font-size: 12px; color: var(--muted); display: flex; gap: 8px; align-items: center;
+  flex-wrap: wrap; }
+#promote input { font: inherit; padding: 3px 6px; min-width: 12em; }
+#promote pre { white-space: pre-wrap; overflow-wrap: anywhere; background: var(--bg); padding: 8px;
+  border-radius: 4px; margin: 8px 0 4px; font-size: 12px; user-select: all; }
+#promote .note { color: var(--muted); font-size: 12px; margin: 0; }
+#matrix { padding: 16px 20px 40px; }
+.matrix-scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; max-width: 100%; }
+#matrix table { border-collapse: separate; border-spacing: 6px; }
+#matrix th { font-size: 13px; font-weight: 600; text-align: left; vertical-align: bottom;
+  white-space: normal; overflow-wrap: anywhere; min-width: 120px; max-width: 220px; }
+#matrix tbody th { position: sticky; left: 0; z-index: 1; background: var(--bg);
+  vertical-align: middle; min-width: 96px; max-width: 140px; padding-right: 6px; }
+#matrix thead th.corner { position: sticky; left: 0; z-index: 1; background: var(--bg);
+  color: var(--muted); font-weight: 400; font-size: 12px; }
+#matrix td { vertical-align: top; min-width: 180px; max-width: 240px; background: var(--card);
+  border: 1px solid var(--line); border-radius: 6px; padding: 4px; }
+#matrix td.none { color: var(--muted); text-align: center; font-size: 12px; }
+#matrix .item + .item { margin-top: 6px; border-top: 1px solid var(--line); padding-top: 6px; }
+#matrix .item video, #matrix .item .empty { width: 100%; display: block; border-radius: 4px;
+  background: #000; }
+#matrix .item .empty { aspect-ratio: 16 / 9; color: #bbb; display: grid; place-items: center;
+  font-size: 11px; padding: 4px; text-align: center; }
+#matrix .item .meta { display: flex; gap: 6px; align-items: center; font-size: 12px;
+  overflow-wrap: anywhere; }
+#matrix .item.picked { outline: 2px solid #0969da; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 10px;
   display: flex; flex-direction: column; gap: 8px; min-width: 0; }
 .card[hidden] { display: none; }
@@ -48,16 +84,21 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 10px; margi
   font-size: 12px; }
 dt { color: var(--muted); } dd { margin: 0; overflow-wrap: anywhere; }
 code { font-size: 11px; }
-#compare { position: fixed; inset: 0; z-index: 5; background: rgba(0, 0, 0, .92); color: #eee;
+#compare { position: fixed; inset: 0; z-index: 100; background: #0d0d0f; color: #eee;
   display: flex; flex-direction: column; }
 #compare[hidden] { display: none; }
-#compare .bar { display: flex; gap: 12px; align-items: center; padding: 10px 16px; }
-#compare .bar input[type=range] { flex: 1; }
+#compare .bar { position: relative; z-index: 1; display: flex; flex-wrap: wrap; gap: 8px 12px;
+  align-items: center; padding: 10px 16px; background: #1b1b1f; border-bottom: 1px solid #333; }
+#compare .bar input[type=range] { flex: 1; min-width: 120px; }
 #compare .bar button { font: inherit; padding: 4px 10px; }
 #compare-tiles { flex: 1; display: grid; gap: 8px; padding: 8px 16px 16px; overflow: auto;
-  grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); align-content: start; }
+  grid-template-columns: repeat(auto-fit, minmax(min(280px, 100%), 1fr)); align-content: start; }
 #compare-tiles figure video { max-height: 70vh; object-fit: contain; }
 #compare-tiles figcaption { color: #ccc; font-size: 12px; }
+#compare-tiles .empty { aspect-ratio: 16 / 9; display: grid; place-items: center; color: #bbb;
+  background: #000; border-radius: 4px; font-size: 12px; text-align: center; }
+@media (max-width: 600px) { header.top, .controls, .sheets { padding-left: 10px; padding-right: 10px; }
+  #grid { padding: 10px; } #matrix { padding: 10px; } #promote { margin: 10px 10px 0; } }
 """
 
 JS = """
@@ -68,21 +109,35 @@ JS = """
   const cards = Array.from(grid.querySelectorAll(".card"));
   const selects = Array.from(document.querySelectorAll("select[data-axis]"));
   const sortSelect = document.getElementById("sort");
+  const runSelect = document.getElementById("run");
+  const viewSelect = document.getElementById("view");
+  const rowsSelect = document.getElementById("rows");
+  const columnsSelect = document.getElementById("columns");
+  const matrix = document.getElementById("matrix");
+  const table = document.getElementById("matrix-table");
   const count = document.getElementById("count");
   const compareButton = document.getElementById("compare-button");
   const clearButton = document.getElementById("clear-button");
   const info = (card) => data.cards[Number(card.dataset.index)];
+  const byIndex = (index) => cards.find((card) => card.dataset.index === String(index));
+  const runs = new Map(data.runs.map((r) => [r.id, r]));
+
+  function inRun(card) { return card.dataset.run === runSelect.value; }
 
   function filter() {
     const want = selects.filter((s) => s.value !== "").map((s) => [s.dataset.axis, s.value]);
     let shown = 0;
+    let total = 0;
     for (const card of cards) {
       const values = info(card).matrix;
-      const ok = want.every(([axis, value]) => values[axis] === value);
+      const mine = inRun(card);
+      const ok = mine && want.every(([axis, value]) => values[axis] === value);
       card.hidden = !ok;
+      if (mine) total += 1;
       if (ok) shown += 1;
     }
-    count.textContent = shown + " of " + cards.length + " shown";
+    count.textContent = shown + " of " + total + " shown";
+    if (!matrix.hidden) buildMatrix();
   }
 
   // cards without a cost (not made yet) go last in either direction
@@ -112,6 +167,7 @@ JS = """
       return Number(a.dataset.index) - Number(b.dataset.index);
     });
     for (const card of order) grid.appendChild(card);
+    if (!matrix.hidden) buildMatrix();
   }
 
   function picked() {
@@ -124,6 +180,249 @@ JS = """
     compareButton.disabled = chosen.length === 0;
     compareButton.textContent = "Compare (" + chosen.length + ")";
   }
+
+  // --- favourites: kept in this browser by result key; the page writes the final command ---
+  const favStore = "motionflow.favourites." + data.recipe;
+  const resultKey = (c) => c.key || c.video_digest || c.run + "#" + c.index;
+  function loadFavs() {
+    try {
+      const value = JSON.parse(window.localStorage.getItem(favStore) || "[]");
+      return Array.isArray(value) ? value.filter((k) => typeof k === "string") : [];
+    } catch (error) {
+      return [];
+    }
+  }
+  let favs = new Set(loadFavs());
+  function saveFavs() {
+    try {
+      window.localStorage.setItem(favStore, JSON.stringify(Array.from(favs).sort()));
+    } catch (error) { /* storage off (private mode): favourites last for this visit */ }
+  }
+  function toggleFav(index) {
+    const key = resultKey(data.cards[index]);
+    if (favs.has(key)) favs.delete(key); else favs.add(key);
+    saveFavs();
+    updateFavs();
+  }
+
+  function quote(word) {
+    return /^[A-Za-z0-9_.,=:\\/@%+-]+$/.test(word) ? word : "'" + word.replace(/'/g, "'\\\\''") + "'";
+  }
+
+  // the fewest groups of --only filters that select exactly these variants
+  function cover(variants, axes) {
+    const sets = axes.map((a) => Array.from(new Set(variants.map((v) => v[a]))));
+    const product = sets.reduce((n, s) => n * s.length, 1);
+    if (product === variants.length) return [axes.map((a, i) => [a, sets[i]])];
+    let split = -1;
+    sets.forEach((s, i) => {
+      if (s.length > 1 && (split < 0 || s.length < sets[split].length)) split = i;
+    });
+    return sets[split].flatMap((value) =>
+      cover(variants.filter((v) => v[axes[split]] === value), axes));
+  }
+
+  function parseChanges(text) {
+    const changes = {};
+    const bad = [];
+    for (const word of text.split(/\\s+/).filter(Boolean)) {
+      const at = word.indexOf("=");
+      if (at > 0) changes[word.slice(0, at)] = word.slice(at + 1); else bad.push(word);
+    }
+    return [changes, bad];
+  }
+
+  function favouriteCards() {
+    const seen = new Set();
+    return data.cards.filter((c) => {
+      const key = resultKey(c);
+      if (!c.video || !favs.has(key) || seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+  }
+
+  // a change naming a matrix axis moves the variants along it (--only); others become --var
+  function commands(chosen, changes) {
+    const axes = Object.keys(data.axes);
+    const moved = {};
+    const varChanges = {};
+    for (const [name, value] of Object.entries(changes)) {
+      if (axes.includes(name)) moved[name] = value; else varChanges[name] = value;
+    }
+    const groups = new Map();
+    for (const c of chosen) {
+      const vars = Object.assign({}, (runs.get(c.run) || {}).overrides || {}, varChanges);
+      const id = JSON.stringify(Object.keys(vars).sort().map((k) => [k, vars[k]]));
+      if (!groups.has(id)) groups.set(id, { vars, variants: new Map() });
+      const matrix = Object.assign({}, c.matrix, moved);
+      groups.get(id).variants.set(JSON.stringify(axes.map((a) => matrix[a])), matrix);
+    }
+    const lines = [];
+    for (const { vars, variants } of groups.values()) {
+      const cells = axes.length ? cover(Array.from(variants.values()), axes) : [[]];
+      for (const cell of cells) {
+        const args = [];
+        for (const [axis, values] of cell) {
+          const all = data.axes[axis];
+          if (values.length === all.length && values.every((v) => all.includes(v))) continue;
+          for (const value of values) args.push("--only", quote(axis + "=" + value));
+        }
+        for (const name of Object.keys(vars).sort()) {
+          args.push("--var", quote(name + "=" + vars[name]));
+        }
+        lines.push(["motionflow", "plan", quote(data.recipe_path), ...args].join(" "));
+      }
+    }
+    return lines;
+  }
+
+  const promote = document.getElementById("promote");
+  const changesInput = document.getElementById("changes");
+  function updatePromote() {
+    const chosen = favouriteCards();
+    promote.hidden = chosen.length === 0;
+    if (!chosen.length) return;
+    const [changes, bad] = parseChanges(changesInput.value);
+    const plans = commands(chosen, changes);
+    const draft = chosen.reduce((sum, c) => sum + (c.estimated_usd || 0), 0);
+    document.getElementById("promote-title").textContent =
+      "Favourites: " + chosen.length + " take" + (chosen.length === 1 ? "" : "s");
+    document.getElementById("promote-command").textContent = plans.join("\\n") + "\\n";
+    document.getElementById("promote-note").textContent =
+      (bad.length ? "ignored (not NAME=VALUE): " + bad.join(" ") + ". " : "") +
+      "plan prices these variants before anything is spent; replace plan with run to make" +
+      " them. As drafts they were estimated at $" + draft.toFixed(2) + ".";
+  }
+
+  function updateFavs() {
+    for (const card of cards) {
+      const on = favs.has(resultKey(info(card)));
+      card.classList.toggle("favourite", on);
+      const star = card.querySelector("button.fav");
+      if (star) {
+        star.setAttribute("aria-pressed", on ? "true" : "false");
+        star.textContent = on ? "\\u2605" : "\\u2606";
+      }
+    }
+    updatePromote();
+    if (!matrix.hidden) buildMatrix();
+  }
+
+  // --- grid: one axis down, another across; cells hold the shown cards of that pair ------
+  const axisValue = (c, axis) => (axis === "take" ? String(c.take) : c.matrix[axis]);
+  function axisValues(axis, shown) {
+    if (axis !== "take") return data.axes[axis] || [];
+    const most = shown.reduce((m, c) => Math.max(m, c.takes), 1);
+    return Array.from({ length: most }, (_, i) => String(i + 1));
+  }
+
+  function cellItem(c) {
+    const item = document.createElement("div");
+    item.className = "item";
+    item.dataset.index = String(c.index);
+    if (c.video) {
+      const video = document.createElement("video");
+      video.controls = true;
+      video.muted = true;
+      video.playsInline = true;
+      video.preload = "metadata";
+      if (c.poster) video.poster = c.poster;
+      video.src = c.video;
+      item.appendChild(video);
+    } else {
+      const empty = document.createElement("div");
+      empty.className = "empty";
+      empty.textContent = c.gone ? "gone: no longer in out/ nor in the cache" : "not made yet";
+      item.appendChild(empty);
+    }
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    const card = byIndex(c.index);
+    if (c.video) {
+      const pick = document.createElement("input");
+      pick.type = "checkbox";
+      pick.className = "cell-pick";
+      pick.title = "compare";
+      pick.checked = card.querySelector("input.pick").checked;
+      item.classList.toggle("picked", pick.checked);
+      const star = document.createElement("button");
+      star.type = "button";
+      star.className = "fav cell-fav";
+      const on = favs.has(resultKey(c));
+      star.setAttribute("aria-pressed", on ? "true" : "false");
+      star.textContent = on ? "\\u2605" : "\\u2606";
+      star.title = "favourite";
+      meta.append(pick, star);
+    }
+    const rest = Object.keys(data.axes).filter((a) => a !== rowsSelect.value && a !== columnsSelect.value);
+    const words = rest.map((a) => c.matrix[a]);
+    if (c.takes > 1 && rowsSelect.value !== "take" && columnsSelect.value !== "take") {
+      words.push("take " + c.take);
+    }
+    const text = document.createElement("span");
+    text.textContent = words.join(" · ");
+    meta.appendChild(text);
+    item.appendChild(meta);
+    return item;
+  }
+
+  function buildMatrix() {
+    const rows = rowsSelect.value;
+    const columns = columnsSelect.value;
+    const shown = cards.filter((card) => !card.hidden).map(info);
+    table.textContent = "";
+    const head = table.createTHead().insertRow();
+    const corner = document.createElement("th");
+    corner.className = "corner";
+    corner.textContent = rows + " \\u2193 / " + columns + " \\u2192";
+    head.appendChild(corner);
+    const across = axisValues(columns, shown);
+    for (const value of across) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = value;
+      head.appendChild(th);
+    }
+    const body = table.createTBody();
+    for (const down of axisValues(rows, shown)) {
+      const row = body.insertRow();
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = down;
+      row.appendChild(th);
+      for (const value of across) {
+        const td = row.insertCell();
+        const here = shown.filter((c) => axisValue(c, rows) === down && axisValue(c, columns) === value);
+        if (!here.length) {
+          td.className = "none";
+          td.textContent = "\\u2014";
+        }
+        for (const c of here) td.appendChild(cellItem(c));
+      }
+    }
+  }
+
+  function setView() {
+    const gridView = viewSelect.value === "grid";
+    grid.hidden = gridView;
+    matrix.hidden = !gridView;
+    document.getElementById("rows-label").hidden = !gridView;
+    document.getElementById("columns-label").hidden = !gridView;
+    if (gridView) buildMatrix(); else table.textContent = "";
+  }
+
+  table.addEventListener("change", (event) => {
+    if (!event.target.classList.contains("cell-pick")) return;
+    const item = event.target.closest(".item");
+    byIndex(item.dataset.index).querySelector("input.pick").checked = event.target.checked;
+    item.classList.toggle("picked", event.target.checked);
+    updatePicks();
+  });
+  table.addEventListener("click", (event) => {
+    if (!event.target.classList.contains("cell-fav")) return;
+    toggleFav(Number(event.target.closest(".item").dataset.index));
+  });
 
   // --- compare: chosen videos side by side, one transport for all -------------------------
   const overlay = document.getElementById("compare");
@@ -190,11 +489,17 @@ JS = """
     playButton.textContent = "Play";
   }
 
+  function runName(id) {
+    const run = runs.get(id);
+    return run && run.started_at ? run.started_at.slice(0, 19).replace("T", " ") : id;
+  }
+
   function openCompare() {
     const chosen = picked();
     if (!chosen.length) return;
     tiles.textContent = "";
     players = [];
+    const several = new Set(chosen.map((card) => card.dataset.run)).size > 1;
     const first = info(chosen[0]);
     if (first.reference) {
       players.push(tile(first.reference, first.reference_poster, "reference clip"));
@@ -202,8 +507,9 @@ JS = """
     for (const card of chosen) {
       const c = info(card);
       if (c.video) {
-        const take = c.takes > 1 ? " · take " + c.take : "";
-        players.push(tile(c.video, c.poster, c.label + take));
+        const take = c.takes > 1 ? " \\u00b7 take " + c.take : "";
+        const run = several ? " \\u00b7 run " + runName(c.run) : "";
+        players.push(tile(c.video, c.poster, c.label + take + run));
       }
     }
     overlay.hidden = false;
@@ -240,20 +546,38 @@ JS = """
   });
 
   for (const s of selects) s.addEventListener("change", filter);
+  runSelect.addEventListener("change", filter);
   sortSelect.addEventListener("change", sort);
+  viewSelect.addEventListener("change", setView);
+  rowsSelect.addEventListener("change", buildMatrix);
+  columnsSelect.addEventListener("change", buildMatrix);
+  changesInput.addEventListener("input", updatePromote);
+  document.getElementById("fav-clear").addEventListener("click", () => {
+    favs = new Set();
+    saveFavs();
+    updateFavs();
+  });
   grid.addEventListener("change", (event) => {
     if (event.target.classList.contains("pick")) updatePicks();
+  });
+  grid.addEventListener("click", (event) => {
+    if (event.target.classList.contains("fav")) {
+      toggleFav(Number(event.target.closest(".card").dataset.index));
+    }
   });
   compareButton.addEventListener("click", openCompare);
   clearButton.addEventListener("click", () => {
     for (const card of cards) card.querySelector("input.pick").checked = false;
     updatePicks();
+    if (!matrix.hidden) buildMatrix();
   });
 
   window.motionflowReport = { filter, sort, openCompare, closeCompare, play, pause,
-    players: () => players };
+    players: () => players, commands: () => commands(favouriteCards(),
+      parseChanges(changesInput.value)[0]), buildMatrix };
   filter();
   updatePicks();
+  updateFavs();
 })();
 """
 
@@ -271,7 +595,7 @@ TEMPLATE = """<!doctype html>
 <header class="top">
   <h1>{{ g.recipe }}</h1>
   <p class="summary">
-    {{ g.cards | length }} video{{ "" if g.cards | length == 1 else "s" }}
+    {{ shown }} video{{ "" if shown == 1 else "s" }}
     · {{ counts.new }} new · {{ counts.cached }} cached
     {%- if counts.missing %} · {{ counts.missing }} missing{% endif %}
     · provider {{ g.provider }}
@@ -282,6 +606,35 @@ TEMPLATE = """<!doctype html>
   </p>
 </header>
 <nav class="controls" aria-label="filter and sort">
+  <label class="run">run
+    <select id="run">
+      {%- for id, label in runs %}
+      <option value="{{ id }}"{% if loop.first %} selected{% endif %}>{{ label }}</option>
+      {%- endfor %}
+    </select>
+  </label>
+  <label>view
+    <select id="view">
+      <option value="cards">cards</option>
+      <option value="grid">grid (rows x columns)</option>
+    </select>
+  </label>
+  <label id="rows-label" hidden>rows
+    <select id="rows">
+      {%- for axis in g.axes %}
+      <option value="{{ axis }}"{% if loop.first %} selected{% endif %}>{{ axis }}</option>
+      {%- endfor %}
+      <option value="take"{% if not g.axes %} selected{% endif %}>take</option>
+    </select>
+  </label>
+  <label id="columns-label" hidden>columns
+    <select id="columns">
+      {%- for axis in g.axes %}
+      <option value="{{ axis }}"{% if loop.index == 2 %} selected{% endif %}>{{ axis }}</option>
+      {%- endfor %}
+      <option value="take"{% if g.axes | length < 2 %} selected{% endif %}>take</option>
+    </select>
+  </label>
   {%- for axis, values in g.axes.items() %}
   <label>{{ axis }}
     <select data-axis="{{ axis }}">
@@ -307,6 +660,15 @@ TEMPLATE = """<!doctype html>
   <button type="button" id="clear-button">Clear selection</button>
   <span class="count" id="count"></span>
 </nav>
+<section id="promote" hidden aria-label="favourites">
+  <h2 id="promote-title">Favourites</h2>
+  <label>changes for the final run (NAME=VALUE, space-separated: a matrix axis moves the variants, anything else becomes --var)
+    <input type="text" id="changes" placeholder="mode=pro" spellcheck="false" autocomplete="off">
+  </label>
+  <pre id="promote-command"></pre>
+  <p class="note" id="promote-note"></p>
+  <button type="button" id="fav-clear">Clear favourites</button>
+</section>
 {%- if g.sheets %}
 <section class="sheets">
   {%- for stage, video in g.sheets %}
@@ -319,17 +681,20 @@ TEMPLATE = """<!doctype html>
 {%- endif %}
 <main id="grid">
 {%- for c in g.cards %}
-<article class="card" data-index="{{ c.index }}" data-variant="{{ c.variant }}" data-take="{{ c.take }}">
+<article class="card" data-index="{{ c.index }}" data-run="{{ c.run }}" data-variant="{{ c.variant }}" data-take="{{ c.take }}"{% if c.run != current %} hidden{% endif %}>
   <div class="head">
     <label><input type="checkbox" class="pick" value="{{ c.index }}"{% if not c.video %} disabled{% endif %}>
       <strong>{{ c.label }}</strong>{% if c.takes > 1 %} · take {{ c.take }}{% endif %}</label>
-    <span class="badge {{ c.status }}" title="{{ c.created_at or '' }}">{{ status_text[c.status] }}</span>
+    <span>{% if c.video %}<button type="button" class="fav" aria-pressed="false" title="favourite: keep this take for the final run">☆</button>{% endif %}
+    <span class="badge {{ 'missing' if c.gone else c.status }}" title="{{ c.created_at or '' }}">{{ "gone" if c.gone else status_text[c.status] }}</span></span>
   </div>
   <div class="media{% if not c.reference %} single{% endif %}">
     <figure>
       {%- if c.video %}
       <video class="result" controls muted playsinline preload="metadata"{% if c.poster %} poster="{{ url(c.poster) }}"{% endif %} src="{{ url(c.video) }}"></video>
       <figcaption><a href="{{ url(c.video) }}">{{ c.video }}</a></figcaption>
+      {%- elif c.gone %}
+      <div class="empty">this video is gone: it is no longer in out/ nor in the cache ({{ c.video_digest or "no digest recorded" }})</div>
       {%- else %}
       <div class="empty">not made yet: run the recipe</div>
       {%- endif %}
@@ -360,6 +725,9 @@ TEMPLATE = """<!doctype html>
 </article>
 {%- endfor %}
 </main>
+<section id="matrix" hidden aria-label="grid">
+  <div class="matrix-scroll"><table id="matrix-table"></table></div>
+</section>
 <section id="compare" hidden aria-label="compare">
   <div class="bar">
     <button type="button" id="compare-play">Play</button>

@@ -11,8 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from motionflow.manifest import atomic_write_text
-from motionflow.report.collect import Card, collect
-from motionflow.report.media import REPORT_DIR, copy_reference, make_poster, remove_stale
+from motionflow.report.collect import Card, Gallery, collect
+from motionflow.report.history import Run, load_runs, overrides, record_run
+from motionflow.report.media import (
+    REPORT_DIR,
+    copy_media,
+    copy_reference,
+    make_poster,
+    remove_stale,
+)
 from motionflow.report.render import render_html
 
 if TYPE_CHECKING:
@@ -33,12 +40,14 @@ class Report:
         cards: the number of cards (one per variant and take).
         missing: cards whose video is not made yet.
         notes: things the page lacks and why (a reference clip gone from the cache...).
+        earlier_runs: earlier runs the page also shows (from ``out/<recipe>/runs/``).
     """
 
     path: Path
     cards: int
     missing: int
     notes: list[str] = field(default_factory=list)
+    earlier_runs: int = 0
 
 
 def _run_started(out_dir: Path, run_started: float | None) -> float | None:
@@ -53,6 +62,58 @@ def _run_started(out_dir: Path, run_started: float | None) -> float | None:
         return datetime.fromisoformat(data["started_at"]).timestamp()
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _same(run: Run, cards: list[Card]) -> bool:
+    """The run record shows what out/ holds now (the same results in the same places)."""
+
+    def shape(of: list[Card]) -> list[tuple[str, str, int, str | None]]:
+        return [(c.stage, c.variant, c.take, c.video_digest) for c in of]
+
+    return shape(run.cards) == shape(cards)
+
+
+def _runs(recipe: Recipe, gallery: Gallery, recorded: list[Run]) -> list[Run]:
+    """What out/ holds now first (merged with the newest record when they agree), then history."""
+    made = [c for c in gallery.cards if c.status == "new"]
+    current = Run(
+        id="current",
+        started_at=gallery.run_started,
+        overrides=overrides(recipe),
+        ran=len(made),
+        reused=sum(1 for c in gallery.cards if c.status in {"cached", "unknown"}),
+        missing=sum(1 for c in gallery.cards if c.status == "missing"),
+        estimated_usd=sum(c.estimated_usd or 0.0 for c in made),
+        actual_usd=sum(c.actual_usd or 0.0 for c in made),
+        cards=gallery.cards,
+    )
+    if recorded and _same(recorded[0], gallery.cards):
+        newest = recorded.pop(0)
+        current.id, current.started_at, current.overrides = (
+            newest.id,
+            newest.started_at,
+            newest.overrides,
+        )
+    for card in gallery.cards:
+        card.run = current.id
+    return [current, *recorded]
+
+
+def _earlier_media(runs: list[Run], out_dir: Path, cache_root: Path) -> None:
+    """Point the cards of earlier runs at their videos: in out/ now, else copied from the cache."""
+    from motionflow.cache.store import Cache
+
+    cache = Cache(cache_root)
+    now = {c.video_digest: c for c in runs[0].cards if c.video and c.video_digest}
+    for run in runs[1:]:
+        for card in run.cards:
+            if card.video_digest in now:
+                same = now[card.video_digest]
+                card.video, card.poster = same.video, same.poster
+            elif card.video_digest:
+                src = cache.blob_path(card.video_digest)
+                card.video = copy_media(out_dir, src, card.video_digest)
+            card.gone = card.video is None and card.status != "missing"
 
 
 async def _media(cards: list[Card], out_dir: Path, cache_root: Path) -> None:
@@ -91,8 +152,11 @@ async def write_report(
     One card per variant and take of the recipe's generation outputs, with the video, its
     poster frame (the recipe's ``video.thumbnail`` output of that video, else a JPEG made into
     ``out/<recipe>/.report/``), the reference clip (copied from the cache), the rendered prompt,
-    matrix values, model settings, costs and job id. The page only links files under
-    ``out/<recipe>/`` by relative paths, so the folder can be moved, zipped, or opened from disk.
+    matrix values, model settings, costs and job id. After a run (``run_started`` given) a
+    record of it is written to ``out/<recipe>/runs/``; the page also shows the newest recorded
+    runs, their videos found by content digest (in out/, else copied from the cache). The page
+    only links files under ``out/<recipe>/`` by relative paths, so the folder can be moved,
+    zipped, or opened from disk.
 
     Args:
         recipe: the loaded recipe.
@@ -120,6 +184,15 @@ async def _write_report(recipe: Recipe, cache_root: Path, run_started: float | N
     out_dir = recipe.out_dir
     started = await asyncio.to_thread(_run_started, out_dir, run_started)
     gallery = await asyncio.to_thread(collect, recipe, started)
+    if run_started is not None:  # a run just ended: keep a record of it (runs/<id>.json)
+        await asyncio.to_thread(record_run, recipe, gallery, run_started)
+    recorded, history_notes = await asyncio.to_thread(load_runs, out_dir)
+    runs = _runs(recipe, gallery, recorded)
+    await asyncio.to_thread(_earlier_media, runs, out_dir, cache_root)
+    gallery.runs = runs
+    gallery.cards = [card for run in runs for card in run.cards]
+    for position, card in enumerate(gallery.cards):
+        card.index = position
     await _media(gallery.cards, out_dir, cache_root)
     gone = sorted(
         {c.reference_digest for c in gallery.cards if c.reference_digest and not c.reference}
@@ -129,10 +202,11 @@ async def _write_report(recipe: Recipe, cache_root: Path, run_started: float | N
         " no reference (run the recipe again to make it)"
         for digest in gone
     ]
+    notes.extend(history_notes)
     used = {
         rel
         for c in gallery.cards
-        for rel in (c.poster, c.reference, c.reference_poster)
+        for rel in (c.video, c.poster, c.reference, c.reference_poster)
         if rel and rel.startswith(f"{REPORT_DIR}/")
     }
     await asyncio.to_thread(remove_stale, out_dir, used)
@@ -144,5 +218,6 @@ async def _write_report(recipe: Recipe, cache_root: Path, run_started: float | N
         current = None
     if current != html:  # an unchanged page is not rewritten
         await asyncio.to_thread(atomic_write_text, index, html)
-    missing = sum(1 for c in gallery.cards if not c.video)
-    return Report(index, len(gallery.cards), missing, notes)
+    now = runs[0].cards
+    missing = sum(1 for c in now if not c.video)
+    return Report(index, len(now), missing, notes, len(runs) - 1)

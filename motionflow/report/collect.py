@@ -13,8 +13,9 @@ from motionflow.manifest import Manifest
 
 if TYPE_CHECKING:
     from motionflow.recipe.loader import Recipe
+    from motionflow.report.history import Run
 
-__all__ = ["VIDEO_EXTS", "Card", "Gallery", "collect"]
+__all__ = ["VIDEO_EXTS", "Card", "Gallery", "collect", "text"]
 
 VIDEO_EXTS = (".mp4", ".webm", ".mov", ".m4v")
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
@@ -47,6 +48,9 @@ class Card:
         actual_usd: what was charged (0 when simulated).
         job_id: the provider's job id.
         simulated: made by the simulate provider (nothing charged).
+        key: the result's cache key (favourites are kept by it).
+        run: the id of the run the card belongs to (``current``: what out/ holds now).
+        gone: the video was made but is no longer in out/ nor in the cache.
     """
 
     index: int
@@ -70,6 +74,9 @@ class Card:
     actual_usd: float | None = None
     job_id: str | None = None
     simulated: bool = False
+    key: str | None = None
+    run: str = "current"
+    gone: bool = False
 
 
 @dataclass
@@ -83,6 +90,8 @@ class Gallery:
         cards: the cards in matrix order.
         sheets: recipe-wide videos (``over: variants`` outputs): (stage, relative path).
         run_started: when the last run started (ISO 8601), if known.
+        runs: what out/ holds now, then earlier recorded runs, newest first (empty: only now).
+        recipe_path: the recipe as the user named it (for commands the page suggests).
     """
 
     recipe: str
@@ -91,9 +100,12 @@ class Gallery:
     cards: list[Card]
     sheets: list[tuple[str, str]] = field(default_factory=list)
     run_started: str | None = None
+    runs: list[Run] = field(default_factory=list)
+    recipe_path: str = ""
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A matrix value or setting as the page shows it (``8`` not ``8.0``, JSON for lists)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -156,17 +168,19 @@ def _settings(receipt: dict[str, Any]) -> dict[str, str]:
     for name, value in sorted(receipt.get("parameters", {}).items()):
         if name == "prompt" or (isinstance(value, dict) and "$file" in value):
             continue
-        settings[name] = _text(value)
+        settings[name] = text(value)
     generation = receipt.get("generation", {})
     for name in ("model", "provider"):
         value = generation.get(name) or receipt.get("environment", {}).get(name)
         if value:
-            settings[name] = _text(value)
+            settings[name] = text(value)
     return settings
 
 
 def _fill(card: Card, out_dir: Path, entry: dict[str, Any], run_started: float | None) -> None:
     receipt = _receipt(out_dir, entry)
+    key = receipt.get("key") or entry.get("key")
+    card.key = key if isinstance(key, str) else None
     video = _files(entry, VIDEO_EXTS)
     if video is None or not (out_dir / video).is_file():
         return
@@ -238,8 +252,8 @@ def collect(recipe: Recipe, run_started: float | None) -> Gallery:
     for variant in recipe.variants:
         for axis, value in variant.values:
             values = axes.setdefault(axis, [])
-            if _text(value) not in values:
-                values.append(_text(value))
+            if text(value) not in values:
+                values.append(text(value))
     stages = recipe.model.stages
     thumbs = _thumbnails(recipe, manifest)
     cards: list[Card] = []
@@ -254,7 +268,7 @@ def collect(recipe: Recipe, run_started: float | None) -> Gallery:
                     stage=stage,
                     variant=variant.id,
                     label=variant.label,
-                    matrix={axis: _text(value) for axis, value in variant.values},
+                    matrix={axis: text(value) for axis, value in variant.values},
                     take=take,
                     takes=takes,
                 )
@@ -282,4 +296,5 @@ def collect(recipe: Recipe, run_started: float | None) -> Gallery:
         cards=cards,
         sheets=sheets,
         run_started=started,
+        recipe_path=recipe.display,
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from motionflow.manifest import atomic_copy
 from motionflow.media.ffmpeg import ffmpeg_path, run_ffmpeg
 
-__all__ = ["REPORT_DIR", "copy_reference", "make_poster", "remove_stale"]
+__all__ = ["REPORT_DIR", "copy_media", "copy_reference", "make_poster", "remove_stale"]
 
 REPORT_DIR = ".report"
 _POSTER_WIDTH = 480
@@ -52,7 +52,19 @@ def copy_reference(out_dir: Path, src: Path, digest: str) -> str | None:
     Returns:
         Its path relative to ``out_dir``, or None when the cache no longer holds it.
     """
-    rel = f"{REPORT_DIR}/reference-{_hex(digest)}.mp4"
+    return _copy(out_dir, src, f"{REPORT_DIR}/reference-{_hex(digest)}.mp4")
+
+
+def copy_media(out_dir: Path, src: Path, digest: str, ext: str = ".mp4") -> str | None:
+    """Copy a result of an earlier run (the cache blob ``src``) beside the gallery, once.
+
+    Returns:
+        Its path relative to ``out_dir``, or None when the cache no longer holds it.
+    """
+    return _copy(out_dir, src, f"{REPORT_DIR}/media-{_hex(digest)}{ext}")
+
+
+def _copy(out_dir: Path, src: Path, rel: str) -> str | None:
     dest = out_dir / rel
     if dest.is_file():
         return rel
@@ -65,14 +77,14 @@ def copy_reference(out_dir: Path, src: Path, digest: str) -> str | None:
 
 
 def remove_stale(out_dir: Path, used: set[str]) -> list[Path]:
-    """Delete posters and clips in ``.report/`` that the gallery no longer shows."""
+    """Delete posters, clips and copies in ``.report/`` that the gallery no longer shows."""
     removed: list[Path] = []
     folder = out_dir / REPORT_DIR
     if not folder.is_dir():
         return removed
     for path in folder.iterdir():
         rel = f"{REPORT_DIR}/{path.name}"
-        if path.name.startswith(("poster-", "reference-")) and rel not in used:
+        if path.name.startswith(("poster-", "reference-", "media-")) and rel not in used:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

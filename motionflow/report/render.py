@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -14,8 +15,9 @@ from markupsafe import Markup
 
 from motionflow.report.assets import CSS, JS, TEMPLATE
 from motionflow.report.collect import Gallery
+from motionflow.report.history import Run
 
-__all__ = ["render_html", "script_json"]
+__all__ = ["render_html", "run_label", "script_json"]
 
 _STATUS = {"new": "new", "cached": "cached", "missing": "missing", "unknown": "made earlier"}
 
@@ -57,10 +59,31 @@ def _csp() -> str:
     )
 
 
+def run_label(run: Run, *, latest: bool) -> str:
+    """``2026-11-26 02:53 UTC · --var mode=pro · 4 ran, 16 reused · $1.92``."""
+    when = "not recorded"
+    if run.started_at:
+        try:
+            moment = datetime.fromisoformat(run.started_at).astimezone(UTC)
+            when = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+        except ValueError:
+            when = run.started_at
+    parts = [f"{when} (latest)" if latest else when]
+    parts.append(" ".join(f"--var {k}={v}" for k, v in run.overrides.items()) or "recipe vars")
+    parts.append(f"{run.ran} ran, {run.reused} reused")
+    if run.missing:
+        parts.append(f"{run.missing} missing")
+    parts.append(f"{_money(run.estimated_usd)} estimated")
+    return " · ".join(parts)
+
+
 def render_html(gallery: Gallery) -> str:
-    """The page: cards, filters, sort, compare view; every value from receipts is escaped."""
+    """The page: cards, filters, sort, grid, run history, favourites, compare; all escaped."""
     env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
-    cards = gallery.cards
+    runs = gallery.runs or [
+        Run("current", gallery.run_started, {}, 0, 0, 0, 0.0, 0.0, list(gallery.cards))
+    ]
+    cards = [c for c in gallery.cards if c.run == runs[0].id] or gallery.cards
     made = [c for c in cards if c.video]
     counts = {s: sum(1 for c in cards if c.status == s) for s in ("new", "cached", "missing")}
     totals = {
@@ -69,6 +92,17 @@ def render_html(gallery: Gallery) -> str:
         "actual": sum(c.actual_usd or 0.0 for c in made),
     }
     data = {
+        "recipe": gallery.recipe,
+        "recipe_path": gallery.recipe_path or f"{gallery.recipe}.yaml",
+        "runs": [
+            {
+                "id": r.id,
+                "label": run_label(r, latest=i == 0),
+                "overrides": r.overrides,
+                "started_at": r.started_at,
+            }
+            for i, r in enumerate(runs)
+        ],
         "axes": gallery.axes,
         "cards": [
             {
@@ -83,12 +117,15 @@ def render_html(gallery: Gallery) -> str:
                     )
                 },
             }
-            for c in cards
+            for c in gallery.cards
         ],
     }
     template = env.from_string(TEMPLATE)
     return template.render(
         g=gallery,
+        runs=[(r.id, run_label(r, latest=i == 0)) for i, r in enumerate(runs)],
+        current=runs[0].id,
+        shown=len(cards),
         counts=counts,
         totals=totals,
         simulated=gallery.provider == "simulate",

@@ -97,7 +97,8 @@ class VideoCompareStage(MediaStage):
     """Put videos side by side or in a grid, each captioned, in one H.264 file."""
 
     kind: ClassVar[str] = "video.compare"
-    version: ClassVar[str] = "1"
+    # 2: captions moved to the bottom, off the SIMULATED banner (cheap: sheets are remade once)
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = VideoCompareParams
     outputs: ClassVar[dict[str, OutputKind]] = {"video": "file", "layout": "value"}
 
@@ -233,10 +234,13 @@ def _caption(text: str, index: int, *, font: str | None, size: int, reference: b
     if font is None:
         # No font anywhere: a coloured bar per tile instead of text, rather than failing.
         colour = _BAR_COLOURS[index % len(_BAR_COLOURS)]
-        return f"drawbox=x=0:y=0:w=iw:h={round(size * 1.6)}:color={colour}@0.85:t=fill"
+        # At the bottom, like the captions: the top-left corner is where a simulated video
+        # carries its SIMULATED banner, which must stay visible on the sheet.
+        bar = round(size * 1.6)
+        return f"drawbox=x=0:y=ih-{bar}:w=iw:h={bar}:color={colour}@0.85:t=fill"
     return (
         f"drawtext=fontfile={escape_filter_value(font)}:text={escape_filter_value(text)}"
-        f":expansion=none:x={margin}:y={margin}:fontsize={size}:fontcolor=white:box=1"
+        f":expansion=none:x={margin}:y=h-th-{margin}:fontsize={size}:fontcolor=white:box=1"
         f":boxcolor={_REFERENCE_BOX if reference else _LABEL_BOX}"
         f":boxborderw={max(2, round(size / 4))}"
     )
