@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from motionflow.graph import Graph
 
-__all__ = ["render_dag"]
+__all__ = ["dag_json", "render_dag"]
 
 
 def _edges(graph: Graph) -> list[tuple[str, str]]:
@@ -18,6 +19,37 @@ def _edges(graph: Graph) -> list[tuple[str, str]]:
             if slot.upstream is None:
                 edges.add((f"inputs.{slot.ref.name}", inst.stage))
     return sorted(edges)
+
+
+def dag_json(graph: Graph) -> dict[str, Any]:
+    """The stage-level graph as data (``motionflow dag --json``): nodes, then edges.
+
+    Inputs are nodes of kind ``input`` named ``inputs.NAME``; stages are nodes of kind
+    ``stage`` with their stage kind (``uses``), instance count and whether they are outputs.
+    """
+    counts = Counter(inst.stage for inst in graph.instances)
+    stages = graph.recipe.model.stages
+    outputs = set(graph.recipe.model.outputs)
+    edges = _edges(graph)
+    nodes: list[dict[str, Any]] = [
+        {"id": name, "kind": "input"}
+        for name in sorted({a for a, _ in edges if a.startswith("inputs.")})
+    ]
+    nodes += [
+        {
+            "id": name,
+            "kind": "stage",
+            "uses": stages[name].uses,
+            "instances": counts.get(name, 0),
+            "output": name in outputs,
+        }
+        for name in graph.stage_order
+    ]
+    return {
+        "recipe": graph.recipe.model.name,
+        "nodes": nodes,
+        "edges": [{"from": a, "to": b} for a, b in edges],
+    }
 
 
 def render_dag(graph: Graph, fmt: str) -> str:

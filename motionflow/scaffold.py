@@ -12,7 +12,8 @@ __all__ = ["init_project"]
 _README = """\
 # {name}
 
-A [motionflow](https://pypi.org/project/motionflow/) project.
+A motionflow project: `recipe.yaml` makes a character (`assets/hero.png`) perform the motion of
+a reference clip (`assets/dance.mp4`), once per outfit in its matrix.
 
 ## Run it for free
 
@@ -26,9 +27,22 @@ shows every variant side by side. Run it again and nothing is re-made.
 
 ## Run it for real
 
-Set `provider: empiriolabs` in `recipe.yaml`, export `EMPIRIOLABS_API_KEY`, and configure a
-publisher so the service can fetch your media (see the motionflow docs). Check the price with
-`motionflow plan recipe.yaml` first; `budget: {{max_usd: ...}}` caps what a run may spend.
+1. Set `provider: empiriolabs` in `recipe.yaml` and `export EMPIRIOLABS_API_KEY=...`.
+2. Make your media fetchable: the service downloads the image and the clip from URLs, so add
+   a publisher to `recipe.yaml`, e.g. a folder your web server serves:
+   `publish: {{kind: static, dir: /srv/www/mf, base_url: https://media.example.com/mf}}`,
+   or a bucket: `publish: {{kind: s3, bucket: my-bucket}}` (`pip install "motionflow[s3]"`).
+3. Check the price with `motionflow plan recipe.yaml`; `budget: {{max_usd: ...}}` caps what a
+   run may spend, and `motionflow run` asks before spending when no limit is stated.
+
+## Help
+
+- `motionflow --help` and `motionflow COMMAND --help`: every command and option.
+- `motionflow schema -o recipe.schema.json`: the recipe's JSON Schema, for editor completion.
+- `motionflow validate recipe.yaml`: every problem in the recipe at once, at `file:line:column`.
+- The motionflow source repository's `docs/` folder: `docs/recipes.md` (the recipe language),
+  `docs/stage-reference.md` (every stage's parameters), `docs/publishers.md` (making media
+  fetchable), `docs/generation.md` (paid generation) and `docs/cli.md` (commands).
 """
 
 

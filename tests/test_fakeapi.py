@@ -1,4 +1,4 @@
-"""The fake EmpirioLabs server speaks API_CONTRACT.md over real loopback HTTP, faults included."""
+"""The fake EmpirioLabs server speaks the API of docs/api.md over real loopback HTTP, faults included."""
 
 from __future__ import annotations
 
@@ -405,6 +405,7 @@ def test_upload_then_fetch_references(serve: Any) -> None:
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "file"
 
 
+@pytest.mark.slow
 def test_renders_a_real_std_video(serve: Any, tmp_path: Path) -> None:
     _, client = serve(fetch_references=True, render=True)
     image, video = upload(client, ASSETS / "hero.png"), upload(client, ASSETS / "dance.mp4")

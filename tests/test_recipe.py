@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +135,80 @@ stages:
 
     with pytest.raises(RecipeError, match="is a file and cannot be part of a longer string"):
         make_plan(load_recipe(write(tmp_path, body)), Cache(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "column"),
+    [
+        ("version: 1\nstages:\n\tp:\n\t  uses: prompt\n", 3, 1),
+        ("version: 1\nstages:\n  p:\n    uses: prompt\n    with:\n    \ttemplate: hi\n", 6, 5),
+        ("version: 1\nstages:\n  p:\n    uses: prompt\n\t\n    with: {template: hi}\n", 5, 1),
+    ],
+)
+def test_a_tab_in_the_indentation_is_named(
+    tmp_path: Path, body: str, line: int, column: int
+) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write(tmp_path, body))
+    (diag,) = info.value.diagnostics
+    assert f"line {line} uses a tab for indentation; YAML needs spaces" in diag.message
+    assert (diag.line, diag.column) == (line, column)
+    assert diag.render().startswith(f"{diag.file}:{line}:{column}: error: ")
+
+
+def test_a_tab_inside_a_value_is_fine(tmp_path: Path) -> None:
+    body = 'version: 1\nstages:\n  p: {uses: prompt, with: {template: "a\tb"}}\noutputs: [p]\n'
+    assert load_recipe(write(tmp_path, body)).model.stages["p"].uses == "prompt"
+
+
+def _invoke(tmp_path: Path, *args: str) -> tuple[int, Any]:
+    from click.testing import CliRunner
+
+    from motionflow.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, list(args), env={"MOTIONFLOW_CACHE": str(tmp_path / "cache")})
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    good = write(tmp_path, MATRIX)
+    code, out = _invoke(tmp_path, "validate", str(good), "--json")
+    assert code == 0 and out["ok"] is True and out["problems"] == []
+    assert out["variants"] == 4 and out["stages"] == 1
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nstages:\n  p: {uses: prompt, with: {template: hi}}\n  q: [\n")
+    code, out = _invoke(tmp_path, "validate", str(bad), "--json")
+    assert code == 2 and out["ok"] is False
+    (problem,) = out["problems"]
+    assert problem["file"] == str(bad) and problem["line"] >= 1 and problem["column"] >= 1
+    assert "YAML" in problem["message"]
+
+    code, out = _invoke(tmp_path, "validate", str(tmp_path / "nope.yaml"), "--json")
+    assert code == 2 and out["ok"] is False
+    assert out["problems"][0]["line"] is None and "nope.yaml" in out["problems"][0]["message"]
+
+
+def test_dag_json(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "version: 1\ninputs: {hero: hero.png}\nstages:\n"
+        "  p: {uses: prompt, with: {template: hi}}\n"
+        '  q: {uses: prompt, with: {template: "${stages.p.text} ${inputs.hero}"}}\n'
+        "outputs: [q]\n",
+    )
+    (tmp_path / "hero.png").write_bytes(b"not really a png")
+    code, out = _invoke(tmp_path, "dag", str(path), "--json")
+    assert code == 0
+    assert out["nodes"][0] == {"id": "inputs.hero", "kind": "input"}
+    stages = {n["id"]: n for n in out["nodes"] if n["kind"] == "stage"}
+    assert stages["q"] == {
+        "id": "q",
+        "kind": "stage",
+        "uses": "prompt",
+        "instances": 1,
+        "output": True,
+    }
+    assert {"from": "p", "to": "q"} in out["edges"]
+    assert {"from": "inputs.hero", "to": "q"} in out["edges"]

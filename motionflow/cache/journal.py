@@ -1,6 +1,6 @@
 """The journal of paid jobs: a durable record per key, written before and after every submit.
 
-States and the only transitions allowed (API_CONTRACT.md, "the never-pay-twice rule")::
+States and the only transitions allowed (docs/api.md, "Never paying twice")::
 
     submitting ──> submitted ──> completed ──> stored
          │             │             │

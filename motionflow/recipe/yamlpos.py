@@ -297,6 +297,21 @@ def _check_depth(text: str, smap: SourceMap) -> None:
             depth -= 1
 
 
+def _tab_indent(smap: SourceMap, mark: _Mark | None) -> tuple[int, int] | None:
+    """The 1-based line and column of a tab in the indentation of the line YAML failed on.
+
+    YAML forbids tabs in indentation, and the parser says only that a tab "cannot start any
+    token" (or worse, once it is inside a mapping): the cause users need is the tab.
+    """
+    if mark is None or not 0 <= mark.line < len(smap.lines):
+        return None
+    text = smap.lines[mark.line]
+    indent = text[: len(text) - len(text.lstrip(" \t"))]
+    if "\t" not in indent:
+        return None
+    return mark.line + 1, indent.index("\t") + 1
+
+
 def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
     """Parse ``text`` with the safe loader and return the data with its :class:`SourceMap`.
 
@@ -315,6 +330,17 @@ def load_yaml(text: str, filename: str) -> tuple[Any, SourceMap]:
             raise RecipeError([_at_mark(smap, mark, _TOO_DEEP)]) from exc
         if mark is not None and mark.line >= len(smap.lines) and exc.context_mark is not None:
             mark = exc.context_mark  # "unexpected end of stream": point where it started
+        tab = _tab_indent(smap, mark)
+        if tab is not None:  # libyaml's own words ("cannot start any token") hide the cause
+            line, column = tab
+            source = smap.lines[line - 1]
+            fix = (
+                "replace the tab with spaces (as many as the lines around it use)"
+                if source.strip()
+                else "delete the tab (the line is otherwise blank)"
+            )
+            msg = f"line {line} uses a tab for indentation; YAML needs spaces: {fix}"
+            raise RecipeError([Diagnostic(msg, filename, line, column, source)]) from exc
         msg = f"YAML syntax error: {exc.problem or 'invalid YAML'}"
         if exc.context:
             msg += f" ({exc.context})"
