@@ -1,4 +1,8 @@
-"""Shared fixtures: a throwaway project with the sample assets, and the CLI as a subprocess."""
+"""Shared fixtures: a throwaway project with the sample assets, and the CLI as a subprocess.
+
+Also where the browser tests find a Chromium (``find_chromium``, ``browser_verdict``) and the
+session check that a test run leaves nothing new in the checkout (``pytest_sessionfinish``).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hostile.corpus import SMALL
@@ -141,3 +145,148 @@ def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     finally:
         svc.static.stop()
         svc.fake.stop()
+
+
+# --- a Chromium for the browser tests --------------------------------------------------------
+
+CHROMIUM_ENV = "MOTIONFLOW_CHROMIUM"
+"""A Chromium executable to use; when set, it must exist (no fallback to a search)."""
+
+REQUIRE_BROWSER_ENV = "MOTIONFLOW_REQUIRE_BROWSER"
+"""Set to 1 (as .ci/run does) and a missing browser fails the browser tests instead of skipping."""
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_HINT = (
+    "install one with `sudo apt-get install chromium` (Debian/Ubuntu) or "
+    "`python -m playwright install chromium`, or point MOTIONFLOW_CHROMIUM at a Chromium "
+    "executable"
+)
+
+
+def playwright_browsers(env: Mapping[str, str], home: Path) -> list[Path]:
+    """Chromium executables downloaded by ``playwright install chromium``, newest first."""
+    setting = env.get("PLAYWRIGHT_BROWSERS_PATH", "")
+    if setting == "0":
+        return []  # browsers inside the playwright package: let playwright find those itself
+    root = Path(setting) if setting else home / ".cache" / "ms-playwright"
+    found = [
+        *root.glob("chromium-*/chrome-*/chrome"),
+        *root.glob("chromium_headless_shell-*/chrome-*/headless_shell"),
+    ]
+    return sorted((p for p in found if p.is_file()), key=lambda p: p.parent.parent.name)[::-1]
+
+
+def find_chromium(
+    env: Mapping[str, str],
+    which: Callable[[str], str | None] = shutil.which,
+    home: Path | None = None,
+    debian: Path = DEBIAN_CHROMIUM,
+) -> Path | None:
+    """The Chromium to drive: $MOTIONFLOW_CHROMIUM, then PATH, Debian's, playwright's own."""
+    if env.get(CHROMIUM_ENV):
+        return Path(env[CHROMIUM_ENV])  # checked by browser_verdict: a wrong setting is an error
+    for name in CHROMIUM_NAMES:
+        hit = which(name)
+        if hit:
+            return Path(hit)
+    if debian.is_file():
+        return debian
+    downloaded = playwright_browsers(env, home if home is not None else Path.home())
+    return downloaded[0] if downloaded else None
+
+
+def browser_verdict(
+    chromium: Path | None, has_playwright: bool, env: Mapping[str, str]
+) -> tuple[Literal["run", "skip", "fail"], str]:
+    """Whether the browser tests run, skip (a fresh machine) or fail (CI, or a wrong setting)."""
+    if env.get(CHROMIUM_ENV) and (chromium is None or not chromium.is_file()):
+        msg = f"{CHROMIUM_ENV}={env[CHROMIUM_ENV]!r} is not a file; {BROWSER_HINT}"
+        return "fail", msg
+    if not has_playwright:
+        problem = 'the playwright package is missing; install it with pip install -e ".[dev]"'
+    elif chromium is None:
+        problem = f"no Chromium found (PATH: {', '.join(CHROMIUM_NAMES)}; {DEBIAN_CHROMIUM}; "
+        problem += f"playwright's downloads); {BROWSER_HINT}"
+    else:
+        return "run", str(chromium)
+    if env.get(REQUIRE_BROWSER_ENV, "") not in ("", "0"):
+        return "fail", f"{problem} ({REQUIRE_BROWSER_ENV} is set: the browser tests must run)"
+    return "skip", f"browser tests skipped: {problem}"
+
+
+def chromium_or_skip() -> Path:
+    """The Chromium of this machine, or skip (fail under MOTIONFLOW_REQUIRE_BROWSER=1)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        has_playwright = False
+    else:
+        has_playwright = True
+    verdict, message = browser_verdict(find_chromium(os.environ), has_playwright, os.environ)
+    if verdict == "fail":
+        pytest.fail(message)
+    if verdict == "skip":
+        pytest.skip(message)
+    return Path(message)
+
+
+# --- tests write only under their temporary folders -------------------------------------------
+
+CACHE_DIRS = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", ".venv"}
+SOURCE_DIRS = {"motionflow", "tests", "docs", "scripts", "benchmarks", "recipes"}
+
+
+def checkout_extras() -> dict[str, bool] | None:
+    """Untracked paths of the checkout, True when ignored; caches aside; None without git."""
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        return None
+    status = ["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "-z"]
+    proc = subprocess.run(
+        [*status, "--", ".", ":(exclude).venv", ":(exclude)*.egg-info", ":(exclude).coverage*"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    entries = [e for e in proc.stdout.split("\0") if e[:2] in ("??", "!!")]
+    return {e[3:]: e[:2] == "!!" for e in entries if not CACHE_DIRS.intersection(Path(e[3:]).parts)}
+
+
+_EXTRAS = pytest.StashKey[dict[str, bool] | None]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the xdist controller, or a serial run
+        session.config.stash[_EXTRAS] = checkout_extras()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if it left files in the checkout: out/, test-artifacts/, anything ignored.
+
+    A new untracked file in a source folder (a test you are writing while the suite runs) is
+    only mentioned: telling it apart from a test's output would need a guess.
+    """
+    before = session.config.stash.get(_EXTRAS, None)
+    if before is None or hasattr(session.config, "workerinput"):
+        return
+    new = {p: ignored for p, ignored in (checkout_extras() or {}).items() if p not in before}
+    left = sorted(p for p, ign in new.items() if ign or Path(p).parts[0] not in SOURCE_DIRS)
+    authored = sorted(set(new) - set(left))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if authored and reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("-", f"new untracked files during the run (yours?): {authored[:5]}")
+    if left:
+        shown = "\n  ".join(left[:20]) + ("\n  ..." if len(left) > 20 else "")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_sep("=", "tests wrote into the checkout", red=True)
+            reporter.write_line(
+                f"the test session left {len(left)} new file(s) in {REPO}; tests must write "
+                f"under tmp_path (docs/testing.md), then delete these:\n  {shown}",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

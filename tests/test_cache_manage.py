@@ -67,6 +67,7 @@ def done(project: Project, ran_once: Project) -> Project:
     return project
 
 
+@pytest.mark.slow
 def test_ls_and_du_show_kind_size_age_cost_and_use(done: Project) -> None:
     entries = _entries(done)
     assert set(entries) == {"prompt", "kling.motion_control", "image.prepare"}
@@ -83,6 +84,7 @@ def test_ls_and_du_show_kind_size_age_cost_and_use(done: Project) -> None:
     assert "paid results" in _clean(done.cli("cache", "du"))
 
 
+@pytest.mark.slow
 def test_a_corrupt_paid_blob_is_quarantined_and_never_silently_regenerated(
     done: Project,
 ) -> None:
@@ -108,6 +110,7 @@ def test_a_corrupt_paid_blob_is_quarantined_and_never_silently_regenerated(
     assert done.cli("cache", "verify").returncode == 0
 
 
+@pytest.mark.slow
 def test_a_corrupt_free_blob_is_dropped_and_recomputed_for_free(done: Project) -> None:
     receipt = json.loads((done.out("tiny") / "default" / "still.receipt.json").read_text())
     _corrupt(_blob(done, receipt["outputs"]["image"]["file"]))
@@ -120,6 +123,7 @@ def test_a_corrupt_free_blob_is_dropped_and_recomputed_for_free(done: Project) -
     assert json.loads(done.cli("cache", "verify", "--json").stdout)["ok"]
 
 
+@pytest.mark.slow
 def test_gc_drops_unreferenced_intermediates_and_keeps_paid_unless_asked(done: Project) -> None:
     # a new prompt: the old prompt and the old (paid) take are no longer referenced
     changed = done.run_json("tiny.yaml", "--var", "style=a robot")
@@ -146,6 +150,7 @@ def test_gc_drops_unreferenced_intermediates_and_keeps_paid_unless_asked(done: P
     assert (rerun["executed"], rerun["jobs_submitted"], rerun["_exit"]) == (0, 0, 0)
 
 
+@pytest.mark.slow
 def test_gc_quota_and_other_projects_never_touch_paid_results(
     done: Project, tmp_path: Path
 ) -> None:
@@ -164,6 +169,7 @@ def test_gc_quota_and_other_projects_never_touch_paid_results(
     assert bad.returncode == 2 and "not a size" in _clean(bad)
 
 
+@pytest.mark.slow
 def test_export_import_lets_a_teammate_reuse_paid_generations(
     done: Project, tmp_path: Path
 ) -> None:
@@ -207,6 +213,7 @@ def _tarball(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_import_refuses_bad_archives_and_writes_nothing(done: Project, tmp_path: Path) -> None:
     good = tmp_path / "good.tar.gz"
     assert done.cli("cache", "export", str(good), "--all").returncode == 0

@@ -77,6 +77,7 @@ def rules(found: list[Violation]) -> list[str]:
         ),
     ],
 )
+@pytest.mark.slow
 def test_check_video_lists_every_violation(
     corpus: dict[str, Path], name: str, orientation: str, expected: list[str]
 ) -> None:
@@ -90,6 +91,7 @@ def test_check_video_lists_every_violation(
         assert "Fix: " in line
 
 
+@pytest.mark.slow
 def test_violation_message_has_measured_limit_and_fix(corpus: dict[str, Path]) -> None:
     (short,) = check_video(corpus["too_short"])
     assert short == Violation(

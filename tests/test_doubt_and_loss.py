@@ -46,6 +46,7 @@ def _wait_for(predicate: object, seconds: float = 10.0) -> None:
 
 
 @pytest.mark.fake(faults=Faults(late_submits=1, late_seconds=40.0))  # 0.8 s at this scale
+@pytest.mark.slow
 def test_1_a_job_created_after_the_gateway_5xx_is_not_paid_twice(service: Service) -> None:
     service.recipe(OUTFITS)
     first = service.run_json("--jobs", "1")
@@ -63,6 +64,7 @@ def test_1_a_job_created_after_the_gateway_5xx_is_not_paid_twice(service: Servic
 
 
 @pytest.mark.parametrize("skew", [-8.0, 8.0])
+@pytest.mark.slow
 def test_2_a_skewed_service_clock_never_turns_a_charge_into_not_charged(
     tmp_path: Path, skew: float
 ) -> None:
@@ -89,6 +91,7 @@ def test_2_a_skewed_service_clock_never_turns_a_charge_into_not_charged(
     usage_mode_words={"std": "standard", "pro": "professional"},
     faults=Faults(reset_after_read=1),
 )
+@pytest.mark.slow
 def test_3_another_spelling_of_mode_hides_no_charge(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     assert service.run_json()["_exit"] == 1
@@ -100,6 +103,7 @@ def test_3_another_spelling_of_mode_hides_no_charge(service: Service) -> None:
 
 
 @pytest.mark.fake(usage_page_size=2, faults=Faults(created_then_5xx=1))
+@pytest.mark.slow
 def test_4_a_busy_account_with_cut_pages_is_read_to_the_end(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     assert service.run_json()["_exit"] == 1
@@ -114,6 +118,7 @@ def test_4_a_busy_account_with_cut_pages_is_read_to_the_end(service: Service) ->
 
 
 @pytest.mark.fake(strangers_per_submit=1, faults=Faults(created_then_5xx=1))
+@pytest.mark.slow
 def test_5_a_strangers_job_is_never_adopted_as_ours(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     assert service.run_json()["_exit"] == 1
@@ -135,6 +140,7 @@ def test_5_a_strangers_job_is_never_adopted_as_ours(service: Service) -> None:
 
 
 @pytest.mark.fake(honour_idempotency_key=True, faults=Faults(created_then_5xx=1))
+@pytest.mark.slow
 def test_6_resubmit_in_doubt_sends_the_same_idempotency_key(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     assert service.run_json()["_exit"] == 1
@@ -152,6 +158,7 @@ def test_6_resubmit_in_doubt_sends_the_same_idempotency_key(service: Service) ->
 
 
 @pytest.mark.fake(faults=Faults(poll_not_found=3))
+@pytest.mark.slow
 def test_7_transient_404s_on_polls_lose_nothing(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     result = service.run_json()
@@ -161,6 +168,7 @@ def test_7_transient_404s_on_polls_lose_nothing(service: Service) -> None:
 
 
 @pytest.mark.fake(faults=Faults(file_not_found=2, file_error_page=1))
+@pytest.mark.slow
 def test_7_404s_and_an_error_page_on_the_output_url_are_retried_as_downloads(
     service: Service,
 ) -> None:
@@ -173,6 +181,7 @@ def test_7_404s_and_an_error_page_on_the_output_url_are_retried_as_downloads(
 
 
 @pytest.mark.fake(faults=Faults(poll_not_found=1000))
+@pytest.mark.slow
 def test_7_persistent_404s_inside_the_retention_leave_the_job_pending(service: Service) -> None:
     service.env["EMPIRIOLABS_NOT_FOUND_PATIENCE"] = "1"
     service.recipe(OUTFITS[:1])
@@ -193,6 +202,7 @@ def test_7_persistent_404s_inside_the_retention_leave_the_job_pending(service: S
 # -- 10: harvest is independent of the recipe ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_10_jobs_of_an_interrupted_run_with_other_vars_are_collected(service: Service) -> None:
     service.recipe(OUTFITS, extra="vars: {style: plain}\n")
     text = (service.root / "paid.yaml").read_text(encoding="utf-8")
@@ -224,6 +234,7 @@ def test_10_jobs_of_an_interrupted_run_with_other_vars_are_collected(service: Se
 
 
 @pytest.mark.fake(faults=Faults(created_then_5xx=1))
+@pytest.mark.slow
 def test_15_an_archived_in_doubt_record_is_never_settled_over_the_current_one(
     service: Service,
 ) -> None:
@@ -244,6 +255,7 @@ def test_15_an_archived_in_doubt_record_is_never_settled_over_the_current_one(
     assert [r["state"] for r in service.jobs("--all")] == ["in_doubt", "stored"]
 
 
+@pytest.mark.slow
 def test_15_an_archived_record_is_never_written_again(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     assert service.run_json()["_exit"] == 0
@@ -258,6 +270,7 @@ def test_15_an_archived_record_is_never_written_again(service: Service) -> None:
 
 
 @pytest.mark.fake(faults=Faults(server_errors=1, server_error_paths=frozenset({SUBMIT_PATH})))
+@pytest.mark.slow
 def test_16_spend_counts_doubts_apart_and_a_redownload_once(service: Service) -> None:
     service.recipe(OUTFITS)
     first = service.run_json("--jobs", "1")
@@ -282,6 +295,7 @@ def test_16_spend_counts_doubts_apart_and_a_redownload_once(service: Service) ->
     assert rows[0]["charged_usd"] == pytest.approx(sum(c["amount_usd"] for c in _ours(service)))
 
 
+@pytest.mark.slow
 def test_16_simulated_jobs_are_free_everywhere(project: Project) -> None:
     project.write("small.yaml", SMALL_RECIPE)
     assert project.run_json("small.yaml")["_exit"] == 0
@@ -299,6 +313,7 @@ def test_16_simulated_jobs_are_free_everywhere(project: Project) -> None:
 
 
 @pytest.mark.fake(faults=Faults(server_errors=2, server_error_paths=frozenset({JOB_PATH})))
+@pytest.mark.slow
 def test_jobs_lists_the_provider_of_every_job(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     assert service.run_json()["_exit"] == 0

@@ -65,6 +65,7 @@ outputs: [take]
 SHA = hashlib.sha256((ASSETS / "dance.mp4").read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_pinned_remote_input_is_fetched_once(project: Project, server: _Server) -> None:
     spec = f'{{url: "{server.url}/dance.mp4", sha256: "{SHA}"}}'
     project.write("remote.yaml", RECIPE.replace("{DANCE}", spec))
@@ -79,6 +80,7 @@ def test_pinned_remote_input_is_fetched_once(project: Project, server: _Server) 
     assert server.requests == ["/dance.mp4"]
 
 
+@pytest.mark.slow
 def test_pin_mismatch_is_refused_and_nothing_stored(project: Project, server: _Server) -> None:
     spec = f'{{url: "{server.url}/dance.mp4", sha256: "{"0" * 64}"}}'
     project.write("remote.yaml", RECIPE.replace("{DANCE}", spec))
@@ -94,6 +96,7 @@ def test_pin_mismatch_is_refused_and_nothing_stored(project: Project, server: _S
     assert not project.out("remote").exists()
 
 
+@pytest.mark.slow
 def test_size_limit_and_http_errors(project: Project, server: _Server) -> None:
     spec = f'{{url: "{server.url}/dance.mp4", max_mb: 0.01}}'
     project.write("remote.yaml", RECIPE.replace("{DANCE}", spec))
@@ -111,6 +114,7 @@ def test_only_http_urls_are_accepted(project: Project) -> None:
     assert "remote.yaml:5:" in proc.stderr and "should match pattern '^https?://'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_same_bytes_from_a_url_or_a_file_are_one_generation(
     project: Project, server: _Server
 ) -> None:

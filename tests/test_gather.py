@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import Project
 
 STEPS = """\
@@ -29,6 +30,7 @@ outputs: [up, all]
 """
 
 
+@pytest.mark.slow
 def test_gathering_stage_runs_once_over_all_variants(project: Project) -> None:
     project.write("gather_steps.py", STEPS)
     recipe = project.write("g.yaml", RECIPE)

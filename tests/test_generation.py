@@ -22,6 +22,7 @@ def _videos(svc: Service, name: str = "paid") -> list[Path]:
     return sorted((svc.root / "out" / name).rglob("take.mp4"))
 
 
+@pytest.mark.slow
 def test_paid_sweep_end_to_end_then_rerun_submits_nothing(service: Service) -> None:
     service.recipe(OUTFITS)
     first = service.run_json()
@@ -48,6 +49,7 @@ def test_paid_sweep_end_to_end_then_rerun_submits_nothing(service: Service) -> N
     assert len(service.fake.submissions) == 3
 
 
+@pytest.mark.slow
 def test_adding_takes_later_never_repeats_old_ones(service: Service) -> None:
     service.recipe(OUTFITS[:1], takes=1)
     assert service.run_json()["_exit"] == 0
@@ -58,6 +60,7 @@ def test_adding_takes_later_never_repeats_old_ones(service: Service) -> None:
     assert len(service.fake.submissions) == 3
 
 
+@pytest.mark.slow
 def test_spend_summarises_the_ledger_by_recipe_stage_and_day(service: Service) -> None:
     service.recipe(OUTFITS[:2])
     assert service.run_json()["_exit"] == 0
@@ -85,6 +88,7 @@ def test_spend_summarises_the_ledger_by_recipe_stage_and_day(service: Service) -
 # -- no money without a stated limit, no money on bad configuration -----------------------------
 
 
+@pytest.mark.slow
 def test_no_limit_and_no_terminal_refuses_with_exit_3(service: Service) -> None:
     service.recipe(OUTFITS[:2], budget=None)
     proc = service.cli("run", "paid.yaml")
@@ -128,6 +132,7 @@ def test_empiriolabs_without_a_publisher_is_a_usage_error(service: Service) -> N
     assert service.fake.requests.total() == 0
 
 
+@pytest.mark.slow
 def test_cli_publish_overrides_the_recipe(service: Service) -> None:
     recipe = service.recipe(OUTFITS[:1])
     proc = service.cli(
@@ -162,6 +167,7 @@ def test_401_bad_key_stops_the_run_without_retrying(service: Service) -> None:
 
 
 @pytest.mark.fake(faults=Faults(insufficient_credits_after=1))
+@pytest.mark.slow
 def test_402_stops_submitting_but_polls_what_was_submitted(service: Service) -> None:
     service.recipe(OUTFITS)
     result = service.run_json("--jobs", "1")
@@ -183,6 +189,7 @@ def test_404_model_not_found_stops_with_a_clear_message(service: Service) -> Non
 
 
 @pytest.mark.fake(faults=Faults(expire_after_complete=True))
+@pytest.mark.slow
 def test_404_on_a_job_marks_it_lost_and_pays_again_only_on_request(service: Service) -> None:
     # The job answers 404 from the moment it completes; with a retention this short the hour
     # has "certainly passed" within the run, so the 404s are proof and the result is lost.
@@ -205,6 +212,7 @@ def test_404_on_a_job_marks_it_lost_and_pays_again_only_on_request(service: Serv
 
 
 @pytest.mark.fake(faults=Faults(rate_limit_burst=4, retry_after_seconds=0.1))
+@pytest.mark.slow
 def test_429_waits_and_retries_without_paying_twice(service: Service) -> None:
     service.recipe(OUTFITS)
     result = service.run_json()
@@ -214,6 +222,7 @@ def test_429_waits_and_retries_without_paying_twice(service: Service) -> None:
 
 
 @pytest.mark.fake(faults=Faults(server_errors=3, server_error_paths=frozenset({JOB_PATH})))
+@pytest.mark.slow
 def test_5xx_on_a_poll_is_retried_with_backoff(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     result = service.run_json()
@@ -229,6 +238,7 @@ def test_5xx_on_a_poll_is_retried_with_backoff(service: Service) -> None:
         server_error_paths=frozenset({SUBMIT_PATH}),
     )
 )
+@pytest.mark.slow
 def test_5xx_on_a_submit_stays_in_doubt_even_when_usage_shows_no_charge(
     service: Service,
 ) -> None:
@@ -255,6 +265,7 @@ def test_5xx_on_a_submit_stays_in_doubt_even_when_usage_shows_no_charge(
         server_error_paths=frozenset({SUBMIT_PATH}),
     )
 )
+@pytest.mark.slow
 def test_in_doubt_submit_waits_for_the_explicit_flag(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     result = service.run_json()
@@ -273,6 +284,7 @@ def test_in_doubt_submit_waits_for_the_explicit_flag(service: Service) -> None:
 
 
 @pytest.mark.fake(faults=Faults(reset_after_read=1))
+@pytest.mark.slow
 def test_reset_after_the_submit_is_never_resent_and_the_user_adopts_the_charge(
     service: Service,
 ) -> None:
@@ -298,6 +310,7 @@ def test_reset_after_the_submit_is_never_resent_and_the_user_adopts_the_charge(
 
 
 @pytest.mark.fake(faults=Faults(lost_response=1, lost_response_style="garbage"))
+@pytest.mark.slow
 def test_garbage_answer_to_a_submit_is_in_doubt_and_never_resent(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     result = service.run_json()
@@ -310,6 +323,7 @@ def test_garbage_answer_to_a_submit_is_in_doubt_and_never_resent(service: Servic
 
 
 @pytest.mark.fake(faults=Faults(reject_submits=1))
+@pytest.mark.slow
 def test_422_stops_that_job_and_shows_the_servers_message(service: Service) -> None:
     service.recipe(OUTFITS[:2])
     result = service.run_json("--jobs", "1")
@@ -321,6 +335,7 @@ def test_422_stops_that_job_and_shows_the_servers_message(service: Service) -> N
 
 
 @pytest.mark.fake(faults=Faults(malformed_json=2))
+@pytest.mark.slow
 def test_malformed_json_on_a_poll_is_retried(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     result = service.run_json()
@@ -329,6 +344,7 @@ def test_malformed_json_on_a_poll_is_retried(service: Service) -> None:
 
 
 @pytest.mark.fake(faults=Faults(fail_jobs=1))
+@pytest.mark.slow
 def test_failed_job_shows_the_error_and_is_retried_only_on_request(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     result = service.run_json()
@@ -346,6 +362,7 @@ def test_failed_job_shows_the_error_and_is_retried_only_on_request(service: Serv
 
 
 @pytest.mark.parametrize("shape", ["data", "output_urls", "urls", "video", "video_url", "url"])
+@pytest.mark.slow
 def test_every_result_shape_is_read(tmp_path: Path, shape: str) -> None:
     root, cache = new_project(tmp_path)
     svc = make_service(root, cache, result_shape=shape)
@@ -360,6 +377,7 @@ def test_every_result_shape_is_read(tmp_path: Path, shape: str) -> None:
 
 
 @pytest.mark.fake(faults=Faults(slow_seconds=20.0, slow_paths=frozenset({JOB_PATH})))
+@pytest.mark.slow
 def test_slow_responses_are_waited_for(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     result = service.run_json()
@@ -370,6 +388,7 @@ def test_slow_responses_are_waited_for(service: Service) -> None:
 
 
 @pytest.mark.fake(faults=Faults(fail_jobs=1))
+@pytest.mark.slow
 def test_the_api_key_is_in_no_file_log_or_message(service: Service) -> None:
     service.recipe(OUTFITS[:2])
     outputs = [service.cli("run", "paid.yaml", "--jobs", "1")]

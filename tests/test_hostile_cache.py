@@ -96,6 +96,7 @@ def _break(path: Path, how: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["list", "text-amount", "number-state", "nan", "bytes"])
+@pytest.mark.slow
 def test_damaged_journal_record_is_named_with_the_fix(done: Project, how: str) -> None:
     path = _record(done)
     _break(path, how)
@@ -109,6 +110,7 @@ def test_damaged_journal_record_is_named_with_the_fix(done: Project, how: str) -
     assert done.cli("spend").returncode == 0
 
 
+@pytest.mark.slow
 def test_damaged_archived_record_is_named_too(done: Project) -> None:
     archive = done.cache / "journal" / "archive"
     archive.mkdir()
@@ -132,6 +134,7 @@ def test_damaged_archived_record_is_named_too(done: Project) -> None:
     ],
     ids=["bytes", "list", "entries-list", "entry-int", "key-int", "files-list"],
 )
+@pytest.mark.slow
 def test_garbage_manifest_is_rebuilt_on_recheck(done: Project, garbage: bytes) -> None:
     manifest = done.out("tiny") / "manifest.json"
     manifest.write_bytes(garbage)
@@ -142,6 +145,7 @@ def test_garbage_manifest_is_rebuilt_on_recheck(done: Project, garbage: bytes) -
     assert (done.out("tiny") / "default" / "take.mp4").is_file()
 
 
+@pytest.mark.slow
 def test_manifest_paths_outside_out_are_never_deleted(done: Project) -> None:
     victim = done.root / "precious.txt"
     victim.write_text("keep me", encoding="utf-8")
@@ -160,6 +164,7 @@ def test_manifest_paths_outside_out_are_never_deleted(done: Project) -> None:
     assert victim.read_text(encoding="utf-8") == "keep me"
 
 
+@pytest.mark.slow
 def test_gc_refuses_to_guess_from_a_damaged_manifest(done: Project) -> None:
     manifest = done.out("tiny") / "manifest.json"
     manifest.write_bytes(b"\x00garbage")
@@ -183,6 +188,7 @@ def test_gc_refuses_to_guess_from_a_damaged_manifest(done: Project) -> None:
         ("cache", "import", "team.tar.gz"),
     ],
 )
+@pytest.mark.slow
 def test_read_only_cache_is_reported_as_read_only(done: Project, args: tuple[str, ...]) -> None:
     assert done.cli("cache", "export", "team.tar.gz", "--all").returncode == 0
     proc = _cli_with(done, _ro(done.cache), *args)
@@ -193,6 +199,7 @@ def test_read_only_cache_is_reported_as_read_only(done: Project, args: tuple[str
     assert "MOTIONFLOW_CACHE" in proc.stderr  # the fix
 
 
+@pytest.mark.slow
 def test_read_only_journal_on_adopt_is_reported(done: Project) -> None:
     path = _record(done)
     record = json.loads(path.read_text(encoding="utf-8"))
@@ -230,6 +237,7 @@ def _paid_keys(project: Project) -> set[str]:
     ("mount", "cause"),
     [("ro", "read-only"), ("full", "no space left")],
 )
+@pytest.mark.slow
 def test_unwritable_out_on_run_keeps_the_paid_result(done: Project, mount: str, cause: str) -> None:
     out = done.root / "out"
     paid = _paid_keys(done)
@@ -248,6 +256,7 @@ def test_unwritable_out_on_run_keeps_the_paid_result(done: Project, mount: str, 
     ("mount", "cause"),
     [("ro", "read-only"), ("full", "no space left")],
 )
+@pytest.mark.slow
 def test_unwritable_out_on_report(done: Project, mount: str, cause: str) -> None:
     out = done.root / "out"
     (done.out("tiny") / "index.html").unlink()
@@ -271,6 +280,7 @@ cache.close()
 """
 
 
+@pytest.mark.slow
 def test_gc_refuses_while_another_process_uses_the_cache(done: Project) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(done.cache)],
@@ -299,6 +309,7 @@ def test_gc_refuses_while_another_process_uses_the_cache(done: Project) -> None:
 
 
 # -- 6 and 7. where imported results came from, and what an import skipped ---------------------
+@pytest.mark.slow
 def test_imported_results_say_where_from(done: Project, tmp_path: Path) -> None:
     archive = tmp_path / "team.tar.gz"
     assert done.cli("cache", "export", str(archive), "--all").returncode == 0
@@ -314,8 +325,10 @@ def test_imported_results_say_where_from(done: Project, tmp_path: Path) -> None:
     assert (ran["_exit"], ran["jobs_submitted"]) == (0, 0), ran
     why = mate.cli("why", "tiny.yaml")
     assert why.returncode == 0, why.stderr
-    take = next(line for line in why.stdout.splitlines() if line.startswith("take["))
-    assert "imported from team.tar.gz" in take, why.stdout
+    # the take's entry (its first line and the lines indented under it) names the archive
+    entry = why.stdout[why.stdout.index("take[") :].split("\n", 1)
+    entry = [entry[0], *[ln for ln in entry[1].splitlines() if ln.startswith(" ")][:1]]
+    assert "imported from team.tar.gz" in " ".join(entry), why.stdout
     body = json.loads(mate.cli("why", "tiny.yaml", "--json").stdout)
     origins = {i["instance"]: i["imported"] for i in body["instances"]}
     assert origins["take[default]"]["from"] == "team.tar.gz"

@@ -57,6 +57,7 @@ def _run(case: Case, project: Project, home: Path) -> subprocess.CompletedProces
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.slow
 def test_hostile_case_is_refused_cleanly(project: Project, tmp_path: Path, name: str) -> None:
     case = CASES[name]
     if case.needs and not hasattr(os, case.needs):

@@ -53,6 +53,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Members:
 
 
 @pytest.mark.parametrize("case", sorted(FORGERIES))
+@pytest.mark.slow
 def test_a_forged_record_refuses_the_whole_import(
     case: str, export: Members, project: Project, tmp_path: Path, files_under: Snap
 ) -> None:
@@ -85,6 +86,7 @@ def _run_clean(project: Project, archive: Path) -> dict[str, Any]:
     return dict(json.loads(imported.stdout))
 
 
+@pytest.mark.slow
 def test_a_changed_prompt_value_is_never_imported(
     export: Members, project: Project, tmp_path: Path
 ) -> None:

@@ -131,6 +131,7 @@ def _run_stage(stage: object, params: object, workdir: Path) -> tuple[StageResul
 # --- 1. an overall deadline on downloads ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_trickling_download_is_cut_at_the_deadline(hostile: _Hostile, tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
     spec = RemoteInput(url=f"{hostile.url}/trickle.mp4")
@@ -159,6 +160,7 @@ def test_a_trickling_download_is_cut_at_the_deadline(hostile: _Hostile, tmp_path
         ("/empty.mp4", "empty body"),
     ],
 )
+@pytest.mark.slow
 def test_a_refused_download_is_not_cached_and_names_the_input(
     project: Project, hostile: _Hostile, path: str, expected: str
 ) -> None:
@@ -342,6 +344,7 @@ def test_a_progressive_clip_is_not_deinterlaced() -> None:
 # --- 8. media.check on a remote input -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_media_check_of_a_remote_input(project: Project, hostile: _Hostile) -> None:
     project.write(
         "r.yaml",

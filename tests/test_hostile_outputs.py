@@ -36,6 +36,7 @@ def test_a_fifo_is_never_replaced_by_an_output(project: Project, args: tuple[str
 
 
 @FIFO
+@pytest.mark.slow
 def test_cache_export_never_replaces_a_fifo(project: Project) -> None:
     project.write("small.yaml", SMALL_RECIPE)
     assert project.run_json("small.yaml")["_exit"] == 0
@@ -46,6 +47,7 @@ def test_cache_export_never_replaces_a_fifo(project: Project) -> None:
     assert _is_fifo(project.root / "team.tar.gz")
 
 
+@pytest.mark.slow
 def test_dev_null_and_stdout_work_as_expected(project: Project) -> None:
     project.write("small.yaml", SMALL_RECIPE)
     before = os.stat(os.devnull)

@@ -39,6 +39,7 @@ def _cli(project: Project, *args: str, env: dict[str, str] | None = None) -> tup
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.slow
 def test_a_recipe_swapped_for_a_fifo_after_a_clean_run_is_refused(project: Project) -> None:
     # the run stamp (the no-op shortcut) must not read it either
     project.write("small.yaml", SMALL_RECIPE)
@@ -74,6 +75,7 @@ def test_the_node_limit_counts_alias_expansions() -> None:
 
 
 @pytest.mark.parametrize("link", ["[*a{prev}]", "{{<<: *a{prev}, k{i}: 1}}"])
+@pytest.mark.slow
 def test_a_long_chain_of_aliases_is_refused(link: str) -> None:
     lines = ["a0: &a0 {k: 1}"]
     lines += [f"a{i}: &a{i} " + link.format(prev=i - 1, i=i) for i in range(1, 5000)]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import Project
 
 STEPS = """\
@@ -34,6 +35,7 @@ outputs: [make]
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_nothing_partial(project: Project) -> None:
     project.write("intr_steps.py", STEPS)
     project.write("intr.yaml", RECIPE)

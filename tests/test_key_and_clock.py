@@ -37,6 +37,7 @@ def _no_key_anywhere(svc: Service, texts: list[str], key: str = API_KEY) -> None
 
 @pytest.mark.fake(faults=Faults(echo_key_in_errors=True))
 @pytest.mark.parametrize("style", ["openai", "anthropic", "flat"])
+@pytest.mark.slow
 def test_14_error_bodies_that_echo_the_key_in_every_field_are_redacted(
     service: Service, style: str
 ) -> None:
@@ -89,6 +90,7 @@ def test_14_options_never_show_the_environment() -> None:
     assert API_KEY not in str(options)
 
 
+@pytest.mark.slow
 def test_17_a_window_left_by_a_clock_an_hour_ahead_does_not_stall_the_run(
     service: Service,
 ) -> None:

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from conftest import ASSETS, SMALL_RECIPE
 from hypothesis import HealthCheck, event, given, note, settings
@@ -243,6 +244,7 @@ def test_yaml_fragments_are_a_located_error_or_valid(text: str) -> None:
 
 @SETTINGS
 @given(values)
+@pytest.mark.slow
 def test_arbitrary_yaml_values_are_a_located_error_or_valid(data: Any) -> None:
     validate_text(dump(data))
 
@@ -284,6 +286,7 @@ def mutated_recipes(draw: st.DrawFn) -> dict[str, Any]:
 
 @SETTINGS
 @given(mutated_recipes())
+@pytest.mark.slow
 def test_arbitrary_stage_parameters_are_a_located_error_or_valid(recipe: dict[str, Any]) -> None:
     validate_text(dump(recipe))
 
@@ -344,6 +347,7 @@ RAW_SLOTS = {
 
 @SETTINGS
 @given(st.dictionaries(st.sampled_from(sorted(RAW_SLOTS)), raw_scalars, min_size=1, max_size=3))
+@pytest.mark.slow
 def test_raw_yaml_scalars_are_a_located_error_or_valid(slots: dict[str, str]) -> None:
     # Found by this test, fixed: a 4,301-digit integer (yaml's int conversion limit) and
     # `start: .inf` in video.prepare (non-finite floats in stage parameters) used to escape as

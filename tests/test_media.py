@@ -251,6 +251,7 @@ def test_render_has_no_audio_unless_kept_and_present(
     assert list(tmp_path.iterdir()) == [dest]
 
 
+@pytest.mark.slow
 def test_render_cancelled_leaves_nothing(media: dict[str, Path], tmp_path: Path) -> None:
     dest = tmp_path / "take.mp4"
 

@@ -664,6 +664,7 @@ TestMoneyModel.settings = model_settings(
     _env_int("MOTIONFLOW_MODEL_STEPS", 10),
     shrink=os.environ.get("MOTIONFLOW_MODEL_SHRINK", "") == "1",
 )
+TestMoneyModel.pytestmark = [pytest.mark.slow]  # every step is a process: the suite's longest
 
 
 # -- two product bugs the model found (fixed in f4de0d8), each by its smallest reproduction -----
@@ -685,6 +686,7 @@ def _kill_once_submitted(svc: Service, *args: str) -> None:
 
 
 @SLOW_JOBS
+@pytest.mark.slow
 def test_a_run_with_nothing_to_do_still_collects_jobs_in_flight(service: Service) -> None:
     svc = service
     write_recipe(svc, OUTFITS[:1])
@@ -698,6 +700,7 @@ def test_a_run_with_nothing_to_do_still_collects_jobs_in_flight(service: Service
 
 
 @SLOW_JOBS
+@pytest.mark.slow
 def test_a_crash_inside_resubmit_lost_keeps_the_new_attempt(service: Service) -> None:
     svc = service
     svc.fake.arm(honour_idempotency_key=True)

@@ -88,6 +88,7 @@ def takes_made(project: Project) -> int:
 # -- 11. a reviewed plan holds the run to what was reviewed ----------------------------------
 
 
+@pytest.mark.slow
 def test_plan_prints_a_run_command_with_its_vars_and_run_refuses_other_vars(
     project: Project,
 ) -> None:
@@ -114,6 +115,7 @@ def test_plan_prints_a_run_command_with_its_vars_and_run_refuses_other_vars(
     assert (reviewed["_exit"], reviewed["executed"], reviewed["jobs_submitted"]) == (0, 4, 2)
 
 
+@pytest.mark.slow
 def test_the_printed_command_keeps_the_flags_the_plan_depended_on(project: Project) -> None:
     project.write("small.yaml", VARS_RECIPE)
     cache = str(project.root.parent / "other cache")
@@ -129,6 +131,7 @@ def test_the_printed_command_keeps_the_flags_the_plan_depended_on(project: Proje
     assert Path(cache, "blobs").is_dir()  # it ran against the cache the plan was made with
 
 
+@pytest.mark.slow
 def test_a_prompt_edited_after_review_is_refused_while_its_key_is_unknown(
     service: Service,
 ) -> None:
@@ -164,6 +167,7 @@ def test_a_prompt_edited_after_review_is_refused_while_its_key_is_unknown(
     }
 
 
+@pytest.mark.slow
 def test_a_generation_whose_media_this_run_makes_is_checked_before_it_is_submitted(
     service: Service,
 ) -> None:
@@ -218,6 +222,7 @@ def test_max_usd_must_be_a_finite_amount(project: Project, value: str) -> None:
     assert not project.out("small").exists()
 
 
+@pytest.mark.slow
 def test_a_nan_budget_never_reaches_the_paid_service(service: Service) -> None:
     service.recipe(["red jacket"], budget=None)
     proc = service.cli("run", "paid.yaml", "--max-usd", "nan")
@@ -245,6 +250,7 @@ def test_a_nan_budget_never_reaches_the_paid_service(service: Service) -> None:
         ('"0.14"', "'0.14' is not a number"),
     ],
 )
+@pytest.mark.slow
 def test_price_table_prices_must_be_finite_amounts(
     project: Project, price: str, problem: str
 ) -> None:
@@ -303,6 +309,7 @@ def test_amounts_read_back_from_a_plan_file_must_be_finite(
 # -- 13. plan and impact judge the budget as run does ----------------------------------------
 
 
+@pytest.mark.slow
 def test_plan_and_impact_show_the_budget_and_refuse_a_plan_over_it(project: Project) -> None:
     project.write(
         "small.yaml",
@@ -339,6 +346,7 @@ def test_plan_and_impact_show_the_budget_and_refuse_a_plan_over_it(project: Proj
     assert not project.out("small").exists()
 
 
+@pytest.mark.slow
 def test_an_upper_bound_over_the_budget_warns_as_run_does(project: Project) -> None:
     project.write("clipped.yaml", CLIPPED.format(provider="simulate", publish="{kind: loopback}"))
     for command in ("plan", "impact"):

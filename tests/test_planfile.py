@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import SMALL_RECIPE, Project, repaint
 
 RECIPE = SMALL_RECIPE
@@ -52,6 +53,7 @@ def test_plan_file_records_what_it_relies_on(project: Project) -> None:
     assert document["motionflow"]
 
 
+@pytest.mark.slow
 def test_round_trip_runs_the_plan(project: Project) -> None:
     planned(project)
     result = project.run_json("small.yaml", "--plan", "plan.json")
@@ -98,6 +100,7 @@ def test_a_changed_price_refuses(project: Project) -> None:
     assert "std $0.14/s -> $0.2/s" in err
 
 
+@pytest.mark.slow
 def test_a_malformed_plan_file_refuses(project: Project) -> None:
     planned(project)
     path = project.root / "plan.json"

@@ -76,6 +76,7 @@ def test_stage_kinds_follow_the_conventions(kind: str, cls: type[MediaStage]) ->
     assert "ffmpeg" in stage.environment(cls.Params.model_construct(), "simulate")
 
 
+@pytest.mark.slow
 def test_video_params_reject_duration_and_end_together(corpus: dict[str, Path]) -> None:
     src = artifact(corpus["good"])
     with pytest.raises(ValidationError, match="duration or end"):

@@ -28,6 +28,7 @@ def _use(svc: Service, name: str, publish: str, inputs: str | None = None) -> No
     path.write_text(text, encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_url_publisher_passes_on_the_urls_remote_inputs_came_from(service: Service) -> None:
     with FileServer(ASSETS) as origin:
         hero, dance = f"{origin.url}/hero.png", f"{origin.url}/dance.mp4"
@@ -56,6 +57,7 @@ def test_url_publisher_refuses_local_files_before_submitting(service: Service) -
     assert service.fake.requests[("POST", SUBMIT_PATH)] == 0
 
 
+@pytest.mark.slow
 def test_upload_publisher_uploads_each_digest_once_across_runs(service: Service) -> None:
     name = service.recipe(["red jacket", "blue coat"])
     _use(service, name, "{kind: empiriolabs-upload}")
@@ -125,6 +127,7 @@ def _run_on_a_terminal(svc: Service, answer: bytes) -> tuple[int, str]:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="pty semantics")
+@pytest.mark.slow
 def test_a_terminal_shows_the_price_and_asks_before_spending(service: Service) -> None:
     service.recipe(["red jacket", "blue coat"], budget=None)
     code, text = _run_on_a_terminal(service, b"n\n")
@@ -136,6 +139,7 @@ def test_a_terminal_shows_the_price_and_asks_before_spending(service: Service) -
     assert len(service.fake.submissions) == 2
 
 
+@pytest.mark.slow
 def test_simulate_goes_through_the_client_and_the_journal(service: Service) -> None:
     name = service.recipe(["red jacket", "blue coat"], budget=None)
     path = service.root / name

@@ -457,6 +457,7 @@ def test_processes_sharing_a_window_wait_one_window_plus_the_penalty_at_most(
     per_minute=st.integers(1, 4),
     shared=st.booleans(),
 )
+@pytest.mark.slow
 def test_acquisitions_resume_within_one_window_after_a_backward_step(
     ops: list[Op], back: float, per_minute: int, shared: bool
 ) -> None:

@@ -194,6 +194,7 @@ def _publish_line(svc: Service, line: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_a_deleted_published_copy_is_published_again(service: Service) -> None:
     service.recipe(["red jacket"])
     assert service.run_json()["_exit"] == 0
@@ -210,6 +211,7 @@ def test_a_deleted_published_copy_is_published_again(service: Service) -> None:
     assert all(digest_file(p) == "blake3:" + p.stem for p in published.iterdir())
 
 
+@pytest.mark.slow
 def test_a_url_the_web_server_no_longer_serves_is_refused_at_zero_cost(service: Service) -> None:
     service.recipe(["red jacket"])
     assert service.run_json()["_exit"] == 0
@@ -234,6 +236,7 @@ def test_a_url_the_web_server_no_longer_serves_is_refused_at_zero_cost(service: 
 
 
 @pytest.mark.fake(faults=Faults(fail_jobs=1))
+@pytest.mark.slow
 def test_retry_failed_is_refused_while_the_references_are_unreachable(service: Service) -> None:
     service.recipe(["red jacket"])
     assert service.run_json()["_exit"] == 1  # the service failed the job (and charged)
@@ -247,6 +250,7 @@ def test_retry_failed_is_refused_while_the_references_are_unreachable(service: S
 
 
 @pytest.mark.fake(fetch_references=False)
+@pytest.mark.slow
 def test_each_reference_is_checked_once_per_run_however_many_jobs_use_it(
     service: Service,
 ) -> None:
@@ -261,6 +265,7 @@ def test_each_reference_is_checked_once_per_run_however_many_jobs_use_it(
     assert service.static.requests == 4  # 6 jobs, still one check per reference
 
 
+@pytest.mark.slow
 def test_an_upload_the_service_no_longer_serves_is_uploaded_again(tmp_path: Path) -> None:
     root, cache = new_project(tmp_path)
     svc = make_service(root, cache, store_dir=tmp_path / "fake")
@@ -310,6 +315,7 @@ def s3_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
         server.stop()
 
 
+@pytest.mark.slow
 def test_an_s3_object_deleted_by_a_lifecycle_rule_is_uploaded_again(
     s3_bucket: tuple[str, str], tmp_path: Path
 ) -> None:

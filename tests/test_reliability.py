@@ -58,6 +58,7 @@ def _check_finished(svc: Service) -> None:
     assert [j["state"] for j in svc.jobs()] == ["stored"] * len(OUTFITS)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_pays_twice(service: Service) -> None:
     service.recipe(OUTFITS)
     rng = random.Random(20261124)
@@ -79,6 +80,7 @@ def test_sigkill_at_random_moments_never_pays_twice(service: Service) -> None:
     _check_finished(service)
 
 
+@pytest.mark.slow
 def test_two_processes_at_once_pay_for_each_generation_once(service: Service) -> None:
     service.recipe(OUTFITS)
     procs = [service.popen("run", "paid.yaml", "--jobs", "4") for _ in range(2)]
@@ -88,6 +90,7 @@ def test_two_processes_at_once_pay_for_each_generation_once(service: Service) ->
     _check_finished(service)
 
 
+@pytest.mark.slow
 def test_ctrl_c_detaches_and_the_next_run_resumes_without_resubmitting(service: Service) -> None:
     service.recipe(OUTFITS[:3])
     service.env["EMPIRIOLABS_MAX_JOBS"] = "10"
@@ -140,6 +143,7 @@ def _crashed_mid_submit(svc: Service) -> JobRecord:
     )
 
 
+@pytest.mark.slow
 def test_crash_mid_submit_stays_in_doubt_until_the_user_resubmits(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     _crashed_mid_submit(service)
@@ -156,6 +160,7 @@ def test_crash_mid_submit_stays_in_doubt_until_the_user_resubmits(service: Servi
     assert states == ["in_doubt", "stored"]  # the in-doubt record is kept in the ledger
 
 
+@pytest.mark.slow
 def test_crash_after_the_post_was_accepted_is_adopted_only_by_the_user(service: Service) -> None:
     service.recipe(OUTFITS[:1])
     _crashed_mid_submit(service)

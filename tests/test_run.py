@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import REPO, Project, repaint
 
 from motionflow.media.probe import probe
@@ -46,6 +47,7 @@ def by_stage(plan: dict[str, object], stage: str) -> list[dict[str, object]]:
     return [i for i in plan["instances"] if i["stage"] == stage]  # type: ignore[attr-defined,index]
 
 
+@pytest.mark.slow
 def test_quickstart_second_run_executes_and_submits_nothing(project: Project, files_under) -> None:
     shutil.copy(REPO / "recipes" / "quickstart.yaml", project.root / "quickstart.yaml")
     first = project.run_json("quickstart.yaml")
@@ -74,6 +76,7 @@ def test_quickstart_second_run_executes_and_submits_nothing(project: Project, fi
     assert files_under(project.out("quickstart")) == before
 
 
+@pytest.mark.slow
 def test_editing_one_matrix_value_reruns_only_that_variant(project: Project) -> None:
     recipe = demo(project)
     assert project.run_json("demo.yaml")["jobs_submitted"] == 2
@@ -87,6 +90,7 @@ def test_editing_one_matrix_value_reruns_only_that_variant(project: Project) -> 
     assert (rerun["executed"], rerun["jobs_submitted"], rerun["cached"]) == (2, 1, 2)
 
 
+@pytest.mark.slow
 def test_plan_says_which_key_component_changed(project: Project) -> None:
     recipe = demo(project)
     project.run_json("demo.yaml")
@@ -101,6 +105,7 @@ def test_plan_says_which_key_component_changed(project: Project) -> None:
     assert plan["estimated_usd"] == 0.56
 
 
+@pytest.mark.slow
 def test_takes_are_cached_one_by_one(project: Project) -> None:
     demo(project, takes=2)
     first = project.run_json("demo.yaml")
@@ -166,6 +171,7 @@ def length(text):
 """
 
 
+@pytest.mark.slow
 def test_failure_stops_dependents_not_siblings(project: Project) -> None:
     project.write("steps.py", STEPS)
     project.write("pipe.yaml", PIPELINE)
@@ -191,6 +197,7 @@ def test_failure_stops_dependents_not_siblings(project: Project) -> None:
     assert (rerun["executed"], rerun["failed"]) == (3 + 1, 0)
 
 
+@pytest.mark.slow
 def test_out_files_are_restored_without_running(project: Project) -> None:
     demo(project)
     project.run_json("demo.yaml")
@@ -202,6 +209,7 @@ def test_out_files_are_restored_without_running(project: Project) -> None:
     assert video.read_bytes() == original
 
 
+@pytest.mark.slow
 def test_changed_input_is_noticed(project: Project) -> None:
     demo(project)
     project.run_json("demo.yaml")
@@ -214,6 +222,7 @@ def test_changed_input_is_noticed(project: Project) -> None:
     assert project.run_json("demo.yaml")["jobs_submitted"] == 2
 
 
+@pytest.mark.slow
 def test_plan_and_run_json_fields(project: Project) -> None:
     demo(project)
     plan = project.plan_json("demo.yaml")
@@ -253,6 +262,7 @@ def test_schema_describes_stage_parameters(project: Project) -> None:
     assert "stages" in schema["required"] and "version" in schema["required"]
 
 
+@pytest.mark.slow
 def test_out_mirrors_the_recipe(project: Project) -> None:
     """Files of takes and variants no longer in the recipe leave out/ (the cache keeps them)."""
     recipe = demo(project, takes=1)

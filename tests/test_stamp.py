@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import Project
 
 STEPS = "def echo(text):\n    return text\n\n\ndef shout(text):\n    return text.upper()\n"
@@ -34,6 +35,7 @@ def test_stamp_answers_an_unchanged_rerun(project: Project) -> None:
     assert (again["executed"], again["cached"], again["_exit"]) == (0, 2, 0)
 
 
+@pytest.mark.slow
 def test_changes_the_stamp_must_notice(project: Project) -> None:
     setup(project)
     project.run_json("stamped.yaml")
