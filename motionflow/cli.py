@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from motionflow.budget import BudgetCheck
-    from motionflow.events import Event
     from motionflow.executor import RunResult
     from motionflow.plan import Plan
     from motionflow.recipe.loader import Recipe
+    from motionflow.targets import Targets
 
 __all__ = ["main"]
 
@@ -145,15 +145,19 @@ def _cache(cache_dir: str | None) -> Any:
 
 
 def _plan(
-    recipe: str, var: tuple[str, ...], allow_outside: bool, cache_dir: str | None
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside: bool,
+    cache_dir: str | None,
+    targets: Targets | None = None,
 ) -> tuple[Recipe, Plan]:
-    from motionflow.plan import make_plan
+    from motionflow.targets import targeted_plan
 
     with _errors():
         loaded = _load(recipe, var, allow_outside)
         cache = _cache(cache_dir)
         try:
-            return loaded, make_plan(loaded, cache)
+            return loaded, targeted_plan(loaded, cache, targets)
         finally:
             cache.close()
     raise AssertionError  # pragma: no cover - _errors() exits
@@ -175,6 +179,30 @@ def _recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "--var", "var", multiple=True, metavar="NAME=VALUE", help="Override a recipe var."
     )(func)
     return click.argument("recipe", type=click.Path(dir_okay=False))(func)
+
+
+def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--only AXIS=VALUE`` and ``--stage NAME`` (both repeatable): see motionflow.targets."""
+    func = click.option(
+        "--stage",
+        "target_stages",
+        multiple=True,
+        metavar="NAME",
+        help="Only this stage's instances and what they need (repeatable).",
+    )(func)
+    return click.option(
+        "--only",
+        "only",
+        multiple=True,
+        metavar="AXIS=VALUE",
+        help="Only the variants with this matrix value (repeatable; an axis twice: either).",
+    )(func)
+
+
+def _targets(only: tuple[str, ...], target_stages: tuple[str, ...]) -> Targets:
+    from motionflow.targets import Targets
+
+    return Targets(tuple(only), tuple(target_stages))
 
 
 def _cache_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -274,17 +302,68 @@ def main() -> None:
 @main.command()
 @_recipe_options
 @_cache_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result and every problem as JSON.")
 def validate(
-    recipe: str, var: tuple[str, ...], allow_outside_project: bool, cache_dir: str | None
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside_project: bool,
+    cache_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Check a recipe without running anything (exit 2 on problems)."""
     # Planning binds every parameter, so stage parameter errors (prompt too long, duration
     # over the cap) are found too; the cache is only read (and input digests memoised).
+    if as_json:
+        _validate_json(recipe, var, allow_outside_project, cache_dir)
+        return
     loaded, planned = _plan(recipe, var, allow_outside_project, cache_dir)
     click.echo(
         f"ok: {loaded.display} is valid: {len(loaded.variants)} variant(s), "
         f"{len(loaded.model.stages)} stage(s), {len(planned.items)} stage instance(s)"
     )
+
+
+def _validate_json(
+    recipe: str, var: tuple[str, ...], allow_outside: bool, cache_dir: str | None
+) -> None:
+    """``validate --json``: one line, ``ok`` and the problems (located), same exit codes."""
+    from motionflow.errors import Diagnostic
+    from motionflow.plan import make_plan
+
+    with _errors():  # Ctrl-C as usual; a motionflow error is caught just below
+        try:
+            loaded = _load(recipe, var, allow_outside)
+            cache = _cache(cache_dir)
+            try:
+                planned = make_plan(loaded, cache)
+            finally:
+                cache.close()
+        except MotionflowError as exc:
+            found = (
+                exc.diagnostics if isinstance(exc, RecipeError) else [Diagnostic(str(exc), recipe)]
+            )
+            problems = [
+                {
+                    "file": d.file,
+                    "line": d.line or None,
+                    "column": (d.column or 1) if d.line else None,
+                    "severity": d.severity,
+                    "message": d.message,
+                }
+                for d in found
+            ]
+            click.echo(json.dumps({"ok": False, "recipe": recipe, "problems": problems}))
+            sys.exit(exc.exit_code)
+    result = {
+        "ok": True,
+        "recipe": recipe,
+        "name": loaded.model.name,
+        "variants": len(loaded.variants),
+        "stages": len(loaded.model.stages),
+        "instances": len(planned.items),
+        "problems": [],
+    }
+    click.echo(json.dumps(result))
 
 
 def _money(value: float, exact: bool = True) -> str:
@@ -310,6 +389,8 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
                 "key": p.key,
                 "estimated_usd": p.estimate.usd if p.status == "run" else 0.0,
                 "estimate_exact": p.estimate.exact,
+                "made_by": p.made_by,  # a hit's origin: {"recipe", "at", "imported_from"}
+                "waits_for": list(p.waits),
             }
             for p in plan.items
         ],
@@ -318,13 +399,21 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
 
 def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
     from rich.markup import escape
-    from rich.table import Table
+
+    from motionflow.cli_tables import Column, print_table
+    from motionflow.plan import brief_reason, describe_origin, stage_reason
 
     simulated = plan.recipe.model.provider == "simulate"
-    table = Table(title=f"plan: {plan.recipe.name} ({plan.recipe.model.provider})")
+    title = f"plan: {plan.recipe.name} ({plan.recipe.model.provider})"
+    rows: list[tuple[str, ...]] = []
     if show_all or len(plan.items) <= _TABLE_LIMIT:
-        for col in ("stage", "variant", "status", "reason", "cost"):
-            table.add_column(col, justify="right" if col == "cost" else "left")
+        columns = (
+            Column("stage", "id"),
+            Column("variant", min_width=12),
+            Column("status", "id"),
+            Column("reason", min_width=16),
+            Column("cost", "money"),
+        )
         for p in plan.items:
             inst = p.instance
             variants = (
@@ -342,32 +431,55 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
                 if p.status == "run" and p.estimate.usd
                 else ""
             )
-            table.add_row(escape(inst.stage), escape(variants), status, escape(p.reason), cost)
+            reason = escape(brief_reason(p))
+            rows.append((escape(inst.stage), escape(variants), status, reason, cost))
+        caption = None
     else:
-        for col in ("stage", "cached", "run", "reasons", "cost"):
-            table.add_column(col)
+        columns = (
+            Column("stage", "id"),
+            Column("cached", "number"),
+            Column("run", "number"),
+            Column("reasons", min_width=16),
+            Column("cost", "money"),
+        )
         by_stage: dict[str, list[Any]] = {}
         for p in plan.items:
             by_stage.setdefault(p.instance.stage, []).append(p)
         for stage, items in by_stage.items():
             runs = [p for p in items if p.status == "run"]
             reasons: dict[str, int] = {}
-            for p in runs:
-                reasons[p.reason] = reasons.get(p.reason, 0) + 1
+            for p in items:
+                if p.status == "run":
+                    why = stage_reason(p)  # "waits for take", not one reason per variant
+                elif (origin := p.made_by) and p.reason != "unchanged":
+                    why = describe_origin({**origin, "at": None})  # one group per maker
+                else:
+                    why = p.reason
+                reasons[why] = reasons.get(why, 0) + 1
             top = ", ".join(
-                f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1])[:3]
+                f"{r} ×{n}" if n > 1 else r
+                for r, n in sorted(reasons.items(), key=lambda x: -x[1])[:3]
             )
             usd = sum(p.estimate.usd for p in runs)
             exact = all(p.estimate.exact for p in runs)
-            table.add_row(
-                escape(stage),
-                str(len(items) - len(runs)),
-                str(len(runs)),
-                escape(top),
-                _money(usd, exact) if usd else "",
+            rows.append(
+                (
+                    escape(stage),
+                    str(len(items) - len(runs)),
+                    str(len(runs)),
+                    escape(top),
+                    _money(usd, exact) if usd else "",
+                )
             )
-        table.caption = "one row per stage; --all lists every instance"
-    console.print(table)
+        caption = "one row per stage; --all lists every instance"
+    print_table(console, columns, rows, title=title, caption=caption)
+    elsewhere = [p for p in plan.cached if p.reason != "unchanged"]
+    if elsewhere:
+        console.print(
+            f"{len(elsewhere)} cached results were not made by this project's last run: the "
+            "cache is shared by every project on this machine (see docs/cache.md).",
+            soft_wrap=False,
+        )
     total = _money(plan.estimated_usd, plan.exact)
     note = (
         " (simulate: nothing is charged; this is what empiriolabs would cost)" if simulated else ""
@@ -375,12 +487,14 @@ def _print_plan(plan: Plan, console: Console, show_all: bool) -> None:
     console.print(
         f"{len(plan.to_run)} to run, {len(plan.cached)} cached. "
         f"Estimated cost of the misses: [bold]{total}[/]{note}. "
-        f"The cache saves {_money(plan.saved_usd)}."
+        f"The cache saves {_money(plan.saved_usd)}.",
+        soft_wrap=False,  # prose: wrapped at words, amounts stay whole
     )
 
 
 @main.command()
 @_recipe_options
+@_target_options
 @_cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--all", "show_all", is_flag=True, help="List every instance, however many.")
@@ -395,6 +509,8 @@ def plan(
     recipe: str,
     var: tuple[str, ...],
     allow_outside_project: bool,
+    only: tuple[str, ...],
+    target_stages: tuple[str, ...],
     cache_dir: str | None,
     as_json: bool,
     show_all: bool,
@@ -406,17 +522,21 @@ def plan(
     from motionflow.errors import BudgetError
     from motionflow.ledger import pending_jobs, pending_note
 
-    _, planned = _plan(recipe, var, allow_outside_project, cache_dir)
+    targets = _targets(only, target_stages)
+    _, planned = _plan(recipe, var, allow_outside_project, cache_dir, targets)
     budget = check_budget(planned, max_usd)
     with _errors():
         pending = pending_jobs(_cache_root(cache_dir))
     if as_json:
         document = {**_plan_json(planned), "budget": budget.to_json(), "pending_jobs": pending}
+        if targets:
+            document["targets"] = targets.to_json()
         click.echo(json.dumps(document))
     else:
         console = _console(stderr=output == "-")  # stdout carries the plan file
         _print_plan(planned, console, show_all)
         _print_budget(budget, planned.recipe.model.provider, console)
+        _print_targets(planned, targets, console)
         if note := pending_note(pending):
             console.print(f"[yellow]pending:[/] {note}", highlight=False)
     if budget.over:  # as `run` would: exit 3, and no plan file to approve
@@ -466,70 +586,30 @@ def _run_command(
         argv += ["--cache", cache_dir]
     if max_usd is not None:
         argv += ["--max-usd", repr(max_usd)]
+    params = click.get_current_context().params
+    argv += _targets(params.get("only", ()), params.get("target_stages", ())).argv()
     return shlex.join([*argv, "--plan", plan_file])
 
 
-class _Progress:
-    """Renders run events: a progress bar on a terminal, one line per event otherwise."""
+def _print_targets(planned: Plan, targets: Targets, console: Console) -> None:
+    """One line under a targeted plan: what it covers, and that the rest is left alone."""
+    from rich.markup import escape
 
-    def __init__(self, console: Console, total: int, quiet: bool) -> None:
-        self.console = console
-        self.quiet = quiet
-        self.live = console.is_terminal and not quiet
-        self.progress: Any = None
-        self.total = total
-        self.task: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("running", total=self.total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def __call__(self, event: Event) -> None:
-        from rich.markup import escape
-
-        from motionflow import events as ev
-
-        line: str | None = None
-        advance = False
-        if isinstance(event, ev.InstanceCached):
-            advance = True
-        elif isinstance(event, ev.InstanceStarted):
-            if self.progress is not None:
-                self.progress.update(self.task, description=f"running {escape(event.label)}")
-        elif isinstance(event, ev.InstanceFinished):
-            advance = True
-            line = f"[green]✓[/] {escape(event.label)} ({event.seconds:.1f}s)"
-        elif isinstance(event, ev.InstanceFailed):
-            advance = True
-            line = f"[red]✗ {escape(event.label)}[/]: {escape(event.error)}"
-        elif isinstance(event, ev.InstanceBlocked):
-            advance = True
-            line = f"[yellow]- {escape(event.label)}[/] skipped: {escape(event.because)}"
-        elif isinstance(event, ev.JobSubmitted):
-            line = f"  submitted {event.job_id} ({event.provider}, ~${event.estimated_usd:.2f})"
-        elif isinstance(event, ev.JobResumed):
-            line = f"  resumed {event.job_id} ({event.state}; already paid, not submitted again)"
-        elif isinstance(event, ev.Warning):
-            line = f"[yellow]warning:[/] {escape(event.message)}"
-        if advance and self.progress is not None:
-            self.progress.advance(self.task)
-        if line and not self.quiet:
-            self.console.print(line)
+    if not targets:
+        return
+    variants = {v.id for p in planned.items for v in p.instance.variants if v.id}
+    total = len(planned.recipe.variants)
+    gathered = sorted(
+        name
+        for name, spec in planned.recipe.model.stages.items()
+        if spec.over and targets.only and not targets.stages
+    )
+    skipped = f"; left out (over all variants): {', '.join(gathered)}" if gathered else ""
+    console.print(
+        f"Targets {escape(' '.join(targets.argv()))}: {len(variants)} of {total} variant(s), "
+        f"{len(planned.items)} stage instance(s){escape(skipped)}. Only these are priced and "
+        "run; other variants' outputs are left as they are."
+    )
 
 
 def _nothing_to_do(cached: int, saved_usd: float) -> str:
@@ -541,33 +621,31 @@ def _nothing_to_do(cached: int, saved_usd: float) -> str:
 
 def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
     from rich.markup import escape
-    from rich.table import Table
+
+    from motionflow.cli_tables import Column, print_table
 
     simulated = plan.recipe.model.provider == "simulate"
     if result.executed == 0 and result.failed == 0 and result.blocked == 0:
         click.echo(_nothing_to_do(result.cached, result.saved_usd))
         _print_jobs_elsewhere(result, console)
         return
-    table = Table(title=f"run: {plan.recipe.name}", show_header=False)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("reused", str(result.cached))
-    table.add_row("ran", str(result.executed))
+    rows = [("reused", str(result.cached)), ("ran", str(result.executed))]
     if result.failed:
-        table.add_row("[red]failed[/]", str(result.failed))
+        rows.append(("[red]failed[/]", str(result.failed)))
     if result.blocked:
-        table.add_row("[yellow]skipped[/]", str(result.blocked))
-    table.add_row("jobs submitted", str(result.jobs_submitted))
+        rows.append(("[yellow]skipped[/]", str(result.blocked)))
+    rows.append(("jobs submitted", str(result.jobs_submitted)))
     if result.jobs_resumed:
-        table.add_row("jobs resumed (already paid)", str(result.jobs_resumed))
+        rows.append(("jobs resumed (already paid)", str(result.jobs_resumed)))
     if result.jobs_in_doubt:
-        table.add_row("[red]submits in doubt (maybe charged)[/]", str(result.jobs_in_doubt))
+        rows.append(("[red]submits in doubt (maybe charged)[/]", str(result.jobs_in_doubt)))
     spend = _money(result.estimated_usd) + (" (simulated, $0.00 charged)" if simulated else "")
-    table.add_row("estimated spend", spend)
+    rows.append(("estimated spend", spend))
     if not simulated:
-        table.add_row("charged", _money(result.spent_usd))
-    table.add_row("saved by the cache", _money(result.saved_usd))
-    console.print(table)
+        rows.append(("charged", _money(result.spent_usd)))
+    rows.append(("saved by the cache", _money(result.saved_usd)))
+    columns = (Column("what"), Column("value", "money"))
+    print_table(console, columns, rows, title=f"run: {plan.recipe.name}", show_header=False)
     for label, message in result.failures:
         console.print(f"[red]failed[/] {escape(label)}: {escape(message)}")
     if result.outputs:
@@ -634,6 +712,7 @@ def _spending_limit(
 
 @main.command()
 @_recipe_options
+@_target_options
 @_cache_option
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Instances run at once [CPUs].")
 @_max_usd_option("Refuse to spend more (exit 3); replaces budget.max_usd.")
@@ -679,6 +758,8 @@ def run(
     recipe: str,
     var: tuple[str, ...],
     allow_outside_project: bool,
+    only: tuple[str, ...],
+    target_stages: tuple[str, ...],
     cache_dir: str | None,
     jobs: int | None,
     max_usd: float | None,
@@ -704,10 +785,13 @@ def run(
     from motionflow.stamp import check_stamp, write_stamp
 
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    targets = _targets(only, target_stages)
     with _errors():
         waiting = bool(Journal(cache_root).open_keys())  # paid jobs to collect, or to report
     if not recheck and plan_file is None and not waiting:  # a reviewed plan: checked in full
-        summary = check_stamp(cache_root, Path(recipe), list(var), allow_outside_project)
+        summary = check_stamp(
+            cache_root, Path(recipe), list(var), allow_outside_project, targets.to_json()
+        )
         if summary is not None:
             if as_json:
                 click.echo(json.dumps(summary))
@@ -719,9 +803,10 @@ def run(
     import time
 
     from motionflow.executor import execute
-    from motionflow.plan import make_plan
+    from motionflow.progress import RunProgress
     from motionflow.providers.session import options_from_env
     from motionflow.publish.factory import publish_from_cli
+    from motionflow.targets import targeted_plan
 
     console = _console(stderr=as_json)
     with _errors(detach=True):
@@ -741,7 +826,7 @@ def run(
         _check_settings()
         cache = _cache(cache_dir)
         try:
-            planned = make_plan(loaded, cache)
+            planned = targeted_plan(loaded, cache, targets)
             if reviewed is not None:  # before anything runs: nothing is spent on a drift
                 check_plan(reviewed, planned, Path(plan_file or ""), raw_vars=var)
                 # generations whose key is known only during the run: checked before submitting
@@ -754,7 +839,7 @@ def run(
                 planned, limit, yes=yes or reviewed is not None, interactive=not as_json
             )
             started = time.time()
-            with _Progress(console, len(planned.items), quiet or as_json) as progress:
+            with RunProgress(console, len(planned.items), quiet=quiet, as_json=as_json) as progress:
                 result = asyncio.run(
                     execute(
                         planned,
@@ -767,11 +852,12 @@ def run(
                         approve=approval,
                     )
                 )
-            write_stamp(planned, result, cache, list(var), allow_outside_project)
+            write_stamp(planned, result, cache, list(var), allow_outside_project, targets.to_json())
         finally:
             cache.close()
-    # the gallery, refreshed when this run made something (or there is none yet)
-    fresh = result.executed or not (loaded.out_dir / "index.html").is_file()
+    # the gallery, refreshed when this run made something, shows other vars than the last
+    # recorded run (all cached, yet other results in out/), or there is none yet
+    fresh = result.executed or _gallery_stale(loaded)
     if not no_report and result.outputs and fresh:
         from motionflow.cli_report import report_after_run
 
@@ -783,6 +869,16 @@ def run(
     if approval is not None and approval.refused:
         _die(UsageError(_refused_during_run(approval.refused, plan_file or "")))
     sys.exit(result.exit_code)
+
+
+def _gallery_stale(loaded: Recipe) -> bool:
+    """No gallery yet, or the last run it recorded had other ``--var`` values than this one."""
+    if not (loaded.out_dir / "index.html").is_file():
+        return True
+    from motionflow.report.history import load_runs, overrides
+
+    runs, _ = load_runs(loaded.out_dir, limit=1)
+    return not runs or runs[0].overrides != overrides(loaded)
 
 
 def _check_settings() -> None:
@@ -820,22 +916,36 @@ def _refused_during_run(refused: list[tuple[str, str]], plan_file: str) -> str:
     type=click.Choice(["text", "mermaid", "dot"]),
     default="text",
     show_default=True,
+    help="text (one stage a line, with what it reads), Mermaid (flowchart) or Graphviz dot.",
 )
-def dag(recipe: str, var: tuple[str, ...], allow_outside_project: bool, fmt: str) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the nodes and edges as JSON (one line)."
+)
+def dag(
+    recipe: str, var: tuple[str, ...], allow_outside_project: bool, fmt: str, as_json: bool
+) -> None:
     """Print the stage graph (text, Mermaid or Graphviz dot)."""
-    from motionflow.dag import render_dag
+    from motionflow.dag import dag_json, render_dag
     from motionflow.graph import build_graph
 
     with _errors():
         graph = build_graph(_load(recipe, var, allow_outside_project))
-    click.echo(render_dag(graph, fmt))
+    click.echo(json.dumps(dag_json(graph)) if as_json else render_dag(graph, fmt))
 
 
 @main.command()
-@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.argument(
+    "folder", type=click.Path(file_okay=False, path_type=Path), default=Path(), required=False
+)
 def init(folder: Path) -> None:
-    """Create a project: a commented recipe, sample media, .gitignore and a README."""
+    """Create a project: a commented recipe, sample media, .gitignore and a README.
+
+    FOLDER defaults to the current folder. It may be new or hold other files, but none of those
+    init writes (recipe.yaml, README.md, .gitignore, motionflow.toml, assets/hero.png,
+    assets/dance.mp4): init never overwrites anything.
+    """
     import asyncio
+    import shlex
 
     from motionflow.scaffold import init_project
 
@@ -843,7 +953,28 @@ def init(folder: Path) -> None:
         written = asyncio.run(init_project(folder))
     for path in written:
         click.echo(f"created {path}")
-    click.echo(f"\nNext: cd {folder} && motionflow run recipe.yaml   (offline and free: simulate)")
+    go = "" if folder == Path() else f"cd {shlex.quote(str(folder))} && "
+    click.echo(f"\nNext: {go}motionflow run recipe.yaml   (offline and free: simulate)")
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    \b
+    bash: add  eval "$(motionflow completion bash)"  to ~/.bashrc (bash 4.4 or newer)
+    zsh:  add  eval "$(motionflow completion zsh)"  to ~/.zshrc
+    fish: motionflow completion fish > ~/.config/fish/completions/motionflow.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    # the script calls `_MOTIONFLOW_COMPLETE=<shell>_complete motionflow`, which click's
+    # main() answers: commands (lazily registered ones too), options, choices and paths
+    completer = get_completion_class(shell)
+    assert completer is not None  # the three shells click ships
+    script = completer(main, {}, "motionflow", "_MOTIONFLOW_COMPLETE").source()
+    click.echo(script.rstrip("\n"))
 
 
 @main.command("fake-server")
@@ -854,7 +985,13 @@ def init(folder: Path) -> None:
     show_default=True,
     help="The key clients must send; 'any' accepts every key.",
 )
-@click.option("--time-scale", type=click.FloatRange(0.001), default=1.0, show_default=True)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0.001),
+    default=1.0,
+    show_default=True,
+    help="Factor on every delay (queue, processing, retention, rate window); 0.01 is 100x faster.",
+)
 @click.option("--rate-limit", type=click.IntRange(1), help="Requests per minute (default: none).")
 @click.option("--no-render", is_flag=True, help="Tiny placeholder outputs instead of videos.")
 def fake_server(

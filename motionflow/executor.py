@@ -337,7 +337,7 @@ class _Run:
         return {
             "stage_kind": inst.impl.kind,
             "outputs": outputs,
-            "meta": result.meta,
+            "meta": {**result.meta, "recipe": self.plan.recipe.name},  # `plan` names the maker
             "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "motionflow_version": __version__,
         }
