@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TINY_RECIPE, Project
+from conftest import ASSETS, TINY_RECIPE, Project
 
 CLI = f"{shlex.quote(sys.executable)} -c 'from motionflow.cli import main; main()'"
 
@@ -27,12 +27,26 @@ def _clean(proc: subprocess.CompletedProcess[str]) -> None:
     assert "internal error" not in proc.stderr, proc.stderr
 
 
-@pytest.fixture
-def done(project: Project) -> Project:
-    """``TINY_RECIPE`` run once: a paid (simulated) take, a prompt and a still, and a journal."""
-    project.write("tiny.yaml", TINY_RECIPE)
-    ran = project.run_json("tiny.yaml")
+@pytest.fixture(scope="module")
+def _ran_once(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """``TINY_RECIPE`` run once per module (a run costs seconds; each test gets a copy)."""
+    base = tmp_path_factory.mktemp("ran")
+    source = Project(base / "proj", base / "cache")
+    shutil.copytree(ASSETS, source.root / "assets")
+    source.write("motionflow.toml", "")
+    source.write("tiny.yaml", TINY_RECIPE)
+    ran = source.run_json("tiny.yaml")
     assert ran["_exit"] == 0, ran["_stderr"]
+    return source
+
+
+@pytest.fixture
+def done(project: Project, _ran_once: Project) -> Project:
+    """``TINY_RECIPE`` run once: a paid (simulated) take, a prompt and a still, and a journal
+    (a copy of the module's run, at this test's own paths)."""
+    shutil.rmtree(project.root)
+    shutil.copytree(_ran_once.root, project.root, symlinks=True)
+    shutil.copytree(_ran_once.cache, project.cache, symlinks=True)
     return project
 
 
