@@ -85,7 +85,12 @@ def _option_row(param: click.Option, ctx: click.Context) -> str:
 def _section(command: click.Command, ctx: click.Context) -> str:
     path = ctx.command_path
     lines = [f"## `{path}`", ""]
-    pieces = " ".join(command.collect_usage_pieces(ctx))
+    parts = command.collect_usage_pieces(ctx)
+    if isinstance(command, click.Group):  # spelled by us: click versions differ here
+        parts = [p for p in parts if "COMMAND" not in p and p != "[ARGS]..."]
+        sub = "[COMMAND]" if command.invoke_without_command else "COMMAND"
+        parts.append(f"{sub} [ARGS]...")
+    pieces = " ".join(parts)
     lines += ["```", f"{path} {pieces}".rstrip(), "```", ""]
     help_text = inspect.cleandoc(command.help or command.short_help or "")
     help_text = help_text.replace("\b\n", "").replace("\b", "")
