@@ -7,7 +7,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/, run from anywhere
 import click
+from _generated import write_or_check
 
 from motionflow.cli import main as cli_main
 
@@ -142,16 +144,7 @@ def render_reference() -> str:
 
 def main() -> int:
     """Regenerate the file (or, with --check, exit 1 when it is out of date)."""
-    text = render_reference()
-    if "--check" in sys.argv[1:]:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
-        if current != text:
-            print(f"{TARGET} is out of date: run python scripts/gen_cli_reference.py")
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
-    return 0
+    return write_or_check(TARGET, render_reference(), "gen_cli_reference.py")
 
 
 if __name__ == "__main__":

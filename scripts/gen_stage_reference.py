@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/, run from anywhere
+from _generated import write_or_check
+
 from motionflow.stages.reference import render_reference
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "stage-reference.md"
@@ -12,16 +15,7 @@ TARGET = Path(__file__).resolve().parents[1] / "docs" / "stage-reference.md"
 
 def main() -> int:
     """Regenerate the file (or, with --check, exit 1 when it is out of date)."""
-    text = render_reference()
-    if "--check" in sys.argv[1:]:
-        current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
-        if current != text:
-            print(f"{TARGET} is out of date: run python scripts/gen_stage_reference.py")
-            return 1
-        return 0
-    TARGET.write_text(text, encoding="utf-8")
-    print(f"wrote {TARGET}")
-    return 0
+    return write_or_check(TARGET, render_reference(), "gen_stage_reference.py")
 
 
 if __name__ == "__main__":
