@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from motionflow import __version__
 from motionflow.errors import MotionflowError, RecipeError, UsageError
+from motionflow.version import __version__
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from motionflow.artifacts import Estimate
 from motionflow.cache.locks import key_lock
 from motionflow.cache.store import Cache
 from motionflow.errors import BudgetError, MotionflowError
@@ -34,7 +35,8 @@ from motionflow.materialize import materialize
 from motionflow.plan import Plan, PlannedInstance, already_paid
 from motionflow.providers.session import GenerationOptions, options_from_env, session_factory
 from motionflow.resolve import bind, key_components, record_outputs
-from motionflow.stages.base import Estimate, StageContext
+from motionflow.stages.base import StageContext
+from motionflow.version import __version__
 
 __all__ = ["Backend", "LocalBackend", "RunResult", "execute"]
 
@@ -319,8 +321,6 @@ class _Run:
         return self.session
 
     def store(self, inst: Instance, result: Any, workdir: Path) -> dict[str, Any]:
-        from motionflow import __version__
-
         outputs: dict[str, Any] = {}
         for name, value in result.outputs.items():
             kind = inst.impl.outputs.get(name)

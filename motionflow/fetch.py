@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from motionflow.artifacts import FileArtifact
 from motionflow.cache.store import Cache
 from motionflow.errors import InputError
 from motionflow.recipe.schema import RemoteInput
-from motionflow.stages.base import FileArtifact
 
 if TYPE_CHECKING:
     import httpx

@@ -11,14 +11,9 @@ from motionflow.graph import Instance
 from motionflow.manifest import Manifest, atomic_copy, atomic_write_text, entry_name
 from motionflow.outfile import out_write_error
 from motionflow.recipe.matrix import Variant
+from motionflow.version import __version__
 
 __all__ = ["materialize"]
-
-
-def _version() -> str:
-    from motionflow import __version__
-
-    return __version__
 
 
 def _receipt(
@@ -48,7 +43,7 @@ def _receipt(
         "generation": record.get("meta", {}),
         **({"imported": record["imported"]} if "imported" in record else {}),
         "created_at": record.get("created_at"),
-        "motionflow_version": record.get("motionflow_version", _version()),
+        "motionflow_version": record.get("motionflow_version", __version__),
     }
 
 

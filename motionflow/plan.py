@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from motionflow.artifacts import Estimate, FileArtifact
 from motionflow.cache.store import Cache
 from motionflow.errors import CacheError, Diagnostic, MediaError, RecipeError
 from motionflow.graph import Graph, Instance, LocalInput, build_graph
@@ -18,7 +19,6 @@ from motionflow.manifest import Manifest, entry_name
 from motionflow.recipe.loader import Recipe
 from motionflow.recipe.schema import RemoteInput
 from motionflow.resolve import bind, key_components, record_outputs
-from motionflow.stages.base import Estimate, FileArtifact
 
 __all__ = [
     "Plan",

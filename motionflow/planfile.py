@@ -23,6 +23,7 @@ from motionflow.money import finite_usd
 from motionflow.plan import Plan, PlannedInstance
 from motionflow.providers.pricing import price_table
 from motionflow.resolve import known_components
+from motionflow.version import __version__
 
 if TYPE_CHECKING:
     from motionflow.budget import BudgetCheck
@@ -89,8 +90,6 @@ def plan_document(
     and list the parameters they wait for in ``pending``; the rest of their components is
     recorded all the same.
     """
-    from motionflow import __version__
-
     table = price_table()
     recipe = plan.recipe
     provider = recipe.model.provider

@@ -12,9 +12,9 @@ from typing import Any, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from motionflow.artifacts import FileArtifact
 from motionflow.graph import GatherSlot, Instance, Interp, Slot
 from motionflow.keys import canonical_json
-from motionflow.stages.base import FileArtifact
 
 __all__ = [
     "UNRESOLVED",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import blake3
 
 from motionflow.limits import MAX_RECIPE_BYTES
+from motionflow.version import __version__
 
 if TYPE_CHECKING:
     from motionflow.cache.store import Cache
@@ -53,7 +54,6 @@ def _context(
     allow_outside: bool,
     targets: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    from motionflow import __version__
     from motionflow.project import find_project_root
 
     index = _stat(cache_root / "index" / "cache.db")

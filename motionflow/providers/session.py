@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from motionflow.artifacts import FileArtifact
 from motionflow.cache.journal import JobRecord, Journal
 from motionflow.cache.locks import key_lock
 from motionflow.errors import ProviderError, UsageError
@@ -54,7 +55,6 @@ from motionflow.providers.envelopes import LOST_HINT, RESUBMIT_HINT
 from motionflow.providers.ratelimit import RateLimiter
 from motionflow.providers.status import Job, is_queued
 from motionflow.publish.base import PublishedUrls, Publisher
-from motionflow.stages.base import FileArtifact
 
 __all__ = [
     "IN_FLIGHT",

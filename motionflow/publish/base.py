@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from motionflow.artifacts import FileArtifact
 from motionflow.errors import PublishError
 from motionflow.publish.verify import redact_url, url_problem
-from motionflow.stages.base import FileArtifact
 
 __all__ = [
     "MIN_VALIDITY",

@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from motionflow.artifacts import FileArtifact
 from motionflow.errors import PublishError
 from motionflow.keys import digest_file
 from motionflow.manifest import atomic_copy
 from motionflow.publish.base import Published
 from motionflow.publish.fileserver import FileServer
-from motionflow.stages.base import FileArtifact
 
 __all__ = ["LoopbackPublisher", "StaticPublisher", "UrlPublisher", "published_name"]
 

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from motionflow.artifacts import FileArtifact
 from motionflow.errors import PublishError, UsageError
 from motionflow.publish.base import Published, content_type
-from motionflow.stages.base import FileArtifact
 
 __all__ = ["MAX_EXPIRES_HOURS", "S3Publisher"]
 

@@ -6,9 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from motionflow.artifacts import FileArtifact
 from motionflow.errors import ProviderError, PublishError
 from motionflow.publish.base import Published, content_type
-from motionflow.stages.base import FileArtifact
 
 if TYPE_CHECKING:
     from motionflow.providers.empiriolabs import EmpirioLabsClient
