@@ -6,13 +6,13 @@ import json
 import math
 import re
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from motionflow.manifest import atomic_write_text
-from motionflow.report.collect import Card, Gallery, text
+from motionflow.report.cards import Card, Gallery, Run, text
 
 if TYPE_CHECKING:
     from motionflow.recipe.loader import Recipe
@@ -49,33 +49,6 @@ _KEPT = (
     "job_id",
     "simulated",
 )
-
-
-@dataclass
-class Run:
-    """One run as the gallery shows it.
-
-    Attributes:
-        id: the record's id (its file name without ``.json``), or ``current``.
-        started_at: when the run started (ISO 8601), if known.
-        overrides: the ``--var`` values that differ from the recipe's ``vars:``, as text.
-        ran: results made by the run.
-        reused: results the run took from the cache.
-        missing: results the run did not make.
-        estimated_usd: the price of what the run made.
-        actual_usd: what the run was charged.
-        cards: the run's cards (their ``run`` is this id).
-    """
-
-    id: str
-    started_at: str | None
-    overrides: dict[str, str]
-    ran: int
-    reused: int
-    missing: int
-    estimated_usd: float
-    actual_usd: float
-    cards: list[Card] = field(default_factory=list)
 
 
 def overrides(recipe: Recipe) -> dict[str, str]:
