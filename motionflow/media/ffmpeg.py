@@ -221,20 +221,33 @@ def ffmpeg_path(path: Path) -> str:
 
 
 def escape_filter_value(value: str) -> str:
-    """Escape ``value`` for use as an option value inside an ffmpeg ``-filter_complex`` graph.
+    """Escape ``value`` for use as an option value inside an ffmpeg filter graph.
 
-    ffmpeg parses a filter graph at two levels (option values, then the graph), so a value
-    such as a label with ``:`` ``,`` ``'`` or ``[`` needs escaping at both. ffmpeg-python only
-    escapes the first level, which is why media code builds filter graphs with this helper.
+    ffmpeg reads a graph at two levels, each with ``av_get_token``: the graph (``[],;`` split
+    filters and links) and then the filter's options (``:`` splits them). Each level takes
+    ``\\`` and ``'`` as escapes and drops unescaped whitespace at either end of a token, so the
+    value is escaped once per level, leading and trailing whitespace included. This is the one
+    place filter values are escaped; ``tests/test_filter_escaping.py`` runs hostile values
+    through the real ffmpeg and checks what it received.
 
     Args:
-        value: the raw value, e.g. a drawtext ``text`` or a font path.
+        value: the raw value, e.g. a drawtext ``text`` (with ``expansion=none``) or a file path.
 
     Returns:
-        The escaped value, safe to put after ``key=`` in a filter graph.
+        The escaped value, safe to put after ``key=`` in a ``-vf`` or ``-filter_complex`` graph.
     """
-    level1 = value.replace("\\", "\\\\").replace("'", "\\'").replace(":", "\\:")
-    out = level1.replace("\\", "\\\\").replace("'", "\\'")
-    for ch in "[],;":
-        out = out.replace(ch, "\\" + ch)
-    return out
+    return _escape_level(_escape_level(value, _OPTION_SPECIALS), _GRAPH_SPECIALS)
+
+
+_OPTION_SPECIALS = frozenset("\\':")
+_GRAPH_SPECIALS = frozenset("\\'[],;")
+_WHITESPACE = " \t\n\r"
+
+
+def _escape_level(value: str, specials: frozenset[str]) -> str:
+    first = len(value) - len(value.lstrip(_WHITESPACE))
+    end = len(value.rstrip(_WHITESPACE))
+    return "".join(
+        "\\" + ch if ch in specials or (ch in _WHITESPACE and not first <= i < end) else ch
+        for i, ch in enumerate(value)
+    )
