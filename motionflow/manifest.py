@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import stat
-import uuid
 from pathlib import Path
 from typing import Any
 
 from motionflow.errors import UsageError
 from motionflow.graph import Instance
+from motionflow.outfile import atomic_write_text
 from motionflow.recipe.matrix import Variant
 
-__all__ = ["Manifest", "atomic_write_text", "entry_name"]
+__all__ = ["Manifest", "entry_name"]
 
 MANIFEST = "manifest.json"
 
@@ -24,33 +22,6 @@ def entry_name(instance: Instance, variant: Variant) -> str:
     """``stage/variant`` (plus ``/take-N``): one entry per stage, variant and take."""
     tail = f"/take-{instance.take_label}" if instance.take_label else ""
     return f"{instance.stage}/{variant.id}{tail}"
-
-
-def atomic_copy(src: Path, dest: Path, *, mode: int | None = None) -> None:
-    """Copy ``src`` to a temp file beside ``dest`` (optionally ``chmod`` it), then rename.
-
-    A reader of ``dest`` (a player, a web server, the service fetching a URL) never sees half
-    a file. The folder must exist.
-    """
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
-    try:
-        shutil.copyfile(src, tmp)
-        if mode is not None:
-            tmp.chmod(mode)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _safe_rel(rel: Any) -> bool:

@@ -8,8 +8,8 @@ from typing import Any
 
 from motionflow.errors import CacheError, UsageError
 from motionflow.graph import Instance
-from motionflow.manifest import Manifest, atomic_copy, atomic_write_text, entry_name
-from motionflow.outfile import out_write_error
+from motionflow.manifest import Manifest, entry_name
+from motionflow.outfile import atomic_copy, atomic_write_text, out_write_error
 from motionflow.recipe.matrix import Variant
 from motionflow.version import __version__
 

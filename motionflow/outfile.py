@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import uuid
 from pathlib import Path
 
 from motionflow.errors import UsageError
 
-__all__ = ["DEV_NULL", "out_write_error", "output_kind"]
+__all__ = ["DEV_NULL", "atomic_copy", "atomic_write_text", "out_write_error", "output_kind"]
 
 DEV_NULL = Path(os.devnull)
 
@@ -69,3 +71,30 @@ def out_write_error(folder: Path, exc: OSError, what: str, *, kept: str = "") ->
         f"command again{kept}. No partial file was left"
     )
     return UsageError(msg)
+
+
+def atomic_copy(src: Path, dest: Path, *, mode: int | None = None) -> None:
+    """Copy ``src`` to a temp file beside ``dest`` (optionally ``chmod`` it), then rename.
+
+    A reader of ``dest`` (a player, a web server, the service fetching a URL) never sees half
+    a file. The folder must exist.
+    """
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        shutil.copyfile(src, tmp)
+        if mode is not None:
+            tmp.chmod(mode)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temp file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -18,8 +18,8 @@ import blake3
 from motionflow.errors import UsageError
 from motionflow.infile import UnreadableError, read_bounded
 from motionflow.keys import canonical_json, digest_file
-from motionflow.manifest import atomic_write_text
 from motionflow.money import finite_usd
+from motionflow.outfile import atomic_write_text
 from motionflow.plan import Plan, PlannedInstance
 from motionflow.providers.pricing import price_table
 from motionflow.resolve import known_components

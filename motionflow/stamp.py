@@ -155,7 +155,7 @@ def write_stamp(
         "files": recorded,
         "summary": summary,
     }
-    from motionflow.manifest import atomic_write_text
+    from motionflow.outfile import atomic_write_text
 
     atomic_write_text(stamp, json.dumps(body))
     return True

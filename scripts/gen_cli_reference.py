@@ -30,7 +30,7 @@ def walk(
 ) -> Iterator[tuple[click.Command, click.Context]]:
     """``command`` and every visible subcommand under it, depth first, in ``--help`` order.
 
-    Commands registered lazily (``_ELSEWHERE`` in ``motionflow/cli.py``) are loaded too: the
+    Commands registered lazily (``COMMANDS`` in ``motionflow/cli/app.py``) are loaded too: the
     group's ``get_command`` imports them by name.
     """
     yield command, ctx

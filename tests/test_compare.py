@@ -231,7 +231,7 @@ def test_captions_leave_the_simulated_banner_visible(
     font: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A tile's caption sits at the bottom: the SIMULATED banner (top left) stays readable."""
-    from motionflow.providers.simulate_render import render_simulated_video
+    from motionflow.fakeapi.render import render_simulated_video
 
     if font == "none":
         monkeypatch.setenv(ENV_FONT, "none")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from motionflow.fakeapi.render import _filter_graph
 from motionflow.media.ffmpeg import escape_filter_value, find_ffmpeg
 from motionflow.media.fonts import find_font
-from motionflow.providers.simulate_render import _filter_graph
 
 HOSTILE = [
     "it's",

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import ASSETS, Project
 
+from motionflow.fakeapi.render import render_simulated_video, wrap_prompt
 from motionflow.media.fonts import ENV_FONT
-from motionflow.providers.simulate_render import render_simulated_video, wrap_prompt
 
 RECIPE = """\
 version: 1

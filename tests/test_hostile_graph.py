@@ -12,7 +12,7 @@ import click
 import pytest
 from conftest import Project
 
-from motionflow import cli
+from motionflow.cli.errors import last_resort
 from motionflow.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_last_resort_turns_an_exception_into_exit_70(
         raise KeyError("x")
 
     with pytest.raises(SystemExit) as exited:
-        cli._last_resort(boom)
+        last_resort(boom)
     assert exited.value.code == 70
     err = capsys.readouterr().err
     assert err.startswith("internal error: KeyError: 'x'; this is a bug in motionflow")
@@ -140,7 +140,7 @@ def test_last_resort_lets_interrupts_exits_and_click_through(exc: BaseException)
         raise exc
 
     with pytest.raises(type(exc)):
-        cli._last_resort(raising)
+        last_resort(raising)
 
 
 def test_last_resort_reports_a_motionflow_error_as_usual(
@@ -150,10 +150,10 @@ def test_last_resort_reports_a_motionflow_error_as_usual(
         raise UsageError("a bad option")
 
     with pytest.raises(SystemExit) as exited:
-        cli._last_resort(raising)
+        last_resort(raising)
     assert exited.value.code == 2
     assert "internal error" not in capsys.readouterr().err
 
 
 def test_last_resort_returns_the_value() -> None:
-    assert cli._last_resort(lambda: 42) == 42
+    assert last_resort(lambda: 42) == 42

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from motionflow.errors import MediaError, StageError, ToolNotFoundError
+from motionflow.fakeapi.render import render_simulated_video
 from motionflow.media.ffmpeg import ENV_FFMPEG, ffmpeg_version, find_ffmpeg, run_ffmpeg
 from motionflow.media.probe import MediaInfo, probe
 from motionflow.media.samples import make_sample_assets
-from motionflow.providers.simulate_render import render_simulated_video
 
 LAVFI = ["-f", "lavfi", "-i"]
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]

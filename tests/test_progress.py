@@ -16,8 +16,8 @@ from rich.console import Console
 from service import Service
 
 from motionflow import events as ev
+from motionflow.cli.progress import DEFAULT_JOB_SECONDS, RunProgress, duration, heartbeat_seconds
 from motionflow.errors import UsageError
-from motionflow.progress import DEFAULT_JOB_SECONDS, RunProgress, duration, heartbeat_seconds
 
 OUTFITS = ["red jacket", "white hoodie", "blue coat"]
 SLOW = pytest.mark.fake(time_scale=1.0, queue_seconds=1.0, processing_seconds=2.0)

@@ -2,7 +2,8 @@
 
 The rules (docs/cache.md): a result is **paid** when its record names a job (``meta.job_id``)
 or comes from ``kling.motion_control``; it is **referenced** when its key appears in an
-``out/*/manifest.json`` of a scanned project or in ``<cache>/roots.json``.
+``out/*/manifest.json`` of a scanned project (read by :mod:`motionflow.engine.references`,
+which knows the manifest) or in ``<cache>/roots.json`` (:func:`pinned_keys`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from motionflow.cache.store import Cache
 from motionflow.errors import CacheError, UsageError
+from motionflow.money import finite_usd
 
 __all__ = [
     "Entry",
@@ -26,8 +28,7 @@ __all__ = [
     "disk_usage",
     "is_paid",
     "list_entries",
-    "recipe_keys",
-    "referenced_keys",
+    "pinned_keys",
     "resolve_keys",
 ]
 
@@ -48,8 +49,6 @@ def is_paid(record: dict[str, Any]) -> bool:
 
 def _usd(record: dict[str, Any]) -> float:
     """What a result cost: $0 when simulated; a value that is not dollars is refused."""
-    from motionflow.money import finite_usd
-
     meta = record.get("meta") or {}
     if meta.get("simulated") is True or meta.get("provider") == "simulate":
         return 0.0
@@ -194,18 +193,13 @@ def list_entries(cache: Cache, referenced: set[str] | None = None) -> list[Entry
 
 
 # -- what is referenced --------------------------------------------------------------------------
-def referenced_keys(cache: Cache, projects: Iterable[Path]) -> set[str]:
-    """Keys named by ``out/*/manifest.json`` of ``projects`` and by ``<cache>/roots.json``."""
-    from motionflow.manifest import Manifest
+def pinned_keys(cache: Cache) -> set[str]:
+    """Keys listed in ``<cache>/roots.json`` (results gc must keep whatever projects say).
 
+    Raises:
+        CacheError: the file exists but cannot be read as JSON.
+    """
     keys: set[str] = set()
-    for project in projects:
-        for manifest in sorted((project / "out").glob("*/manifest.json")):
-            loaded = Manifest.load(manifest.parent)
-            if loaded.damaged:  # it may be what keeps a paid result: never guess
-                raise CacheError(_damaged_manifest(manifest, loaded.damaged))
-            for entry in loaded.entries.values():
-                keys.add(entry["key"])
     roots = cache.root / "roots.json"
     if roots.is_file():
         try:
@@ -221,38 +215,6 @@ def referenced_keys(cache: Cache, projects: Iterable[Path]) -> set[str]:
         if isinstance(listed, list):
             keys.update(k for k in listed if isinstance(k, str))
     return keys
-
-
-def _damaged_manifest(path: Path, why: str) -> str:
-    return (
-        f"the manifest {str(path)!r} is damaged ({why}), so which results its project uses "
-        "is unknown; nothing was changed. Rebuild it with `motionflow run RECIPE --recheck` "
-        "(free: the results are in the cache), or move it aside if the recipe is gone"
-    )
-
-
-def recipe_keys(projects: Iterable[Path], name: str) -> list[str]:
-    """The keys in ``out/<name>/manifest.json`` of the first project that has one.
-
-    Raises:
-        UsageError: no scanned project has run a recipe of that name.
-    """
-    from motionflow.manifest import MANIFEST, Manifest
-
-    searched = []
-    for project in projects:
-        out = project / "out" / name
-        searched.append(str(out / MANIFEST))
-        if (out / MANIFEST).is_file():
-            loaded = Manifest.load(out)
-            if loaded.damaged:
-                raise CacheError(_damaged_manifest(out / MANIFEST, loaded.damaged))
-            return sorted({e["key"] for e in loaded.entries.values()})
-    msg = (
-        f"no results recorded for recipe {name!r}: {', '.join(searched) or 'no project'} does "
-        "not exist. Run the recipe first, or pass --project DIR for the project that ran it"
-    )
-    raise UsageError(msg)
 
 
 def resolve_keys(cache: Cache, wanted: Iterable[str]) -> list[str]:

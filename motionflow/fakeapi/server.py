@@ -31,15 +31,7 @@ from motionflow.fakeapi.faults import (
     Faults,
     error_body,
 )
-from motionflow.fakeapi.handler import (
-    UNKNOWN_PATH,
-    Handler,
-    LoopbackServer,
-    Response,
-    json_response,
-    route,
-    seconds_header,
-)
+from motionflow.fakeapi.handler import UNKNOWN_PATH, json_response, route, seconds_header
 from motionflow.fakeapi.jobs import (
     MODEL_ID,
     ValidationFailure,
@@ -49,6 +41,7 @@ from motionflow.fakeapi.jobs import (
 )
 from motionflow.fakeapi.store import FileStore, receive_upload
 from motionflow.fakeapi.usage import parse_usage_query, usage_page
+from motionflow.loopback import Handler, LoopbackServer, Response
 
 __all__ = ["FakeConfig", "FakeEmpirioLabs"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import threading
 from collections.abc import Callable
@@ -16,11 +17,24 @@ from motionflow.fakeapi.jobs import CAPS, SubmitRequest
 from motionflow.fakeapi.placeholder import placeholder_video
 from motionflow.fakeapi.store import FileStore
 
-__all__ = ["WorkOutcome", "produce_output"]
+__all__ = ["WorkOutcome", "billed_seconds", "produce_output"]
 
 
 _MAX_FETCH_BYTES = 200 * 1024 * 1024
 _samples_lock = threading.Lock()
+
+
+def billed_seconds(reference_seconds: float | None, duration: float, cap: float) -> float:
+    """What the service bills (docs/api.md): ``min(ceil(reference), duration, cap)``.
+
+    The fake's own reading of the contract, not the client's estimate
+    (``providers.pricing.billable_seconds``): were both one function, a mistake in it could
+    never show up as a difference. Without a reference length yet, ``min(duration, cap)``.
+    """
+    bound = math.ceil(min(duration, cap))
+    if reference_seconds is None:
+        return float(bound)
+    return float(min(math.ceil(round(reference_seconds, 3)), bound))
 
 
 @dataclass(frozen=True)
@@ -88,12 +102,11 @@ def produce_output(
     Returns:
         The outcome; never raises for a bad reference, a failed fetch or a failed render.
     """
+    from motionflow.fakeapi.render import render_simulated_video
     from motionflow.media.probe import probe
-    from motionflow.providers.pricing import billable_seconds
-    from motionflow.providers.simulate_render import render_simulated_video
 
     cap = CAPS[request.character_orientation]
-    billable = billable_seconds(None, request.duration, cap)
+    billable = billed_seconds(None, request.duration, cap)
     work = work_root / job_id
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -116,7 +129,7 @@ def produce_output(
             except MotionflowError:
                 msg = "The reference media could not be decoded as an image and a video."
                 return WorkOutcome(billable, None, ("invalid_reference", msg))
-            billable = billable_seconds(seconds, request.duration, cap)
+            billable = billed_seconds(seconds, request.duration, cap)
         on_billable(billable)
         if will_fail:
             return WorkOutcome(billable, None, None)

@@ -17,15 +17,15 @@ never-pay-twice rule:
 
 The caller (the executor) holds the key's lock around :meth:`~GenerationSession.generate`, so two
 processes never work on one key at once; every journal write for a key happens under that lock.
+The decisions on an existing record live in :mod:`motionflow.providers.resume`, the flags in
+:mod:`motionflow.providers.options`, the simulator in :mod:`motionflow.providers.simulate`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ from motionflow.errors import ProviderError, UsageError
 from motionflow.events import Event, JobCompleted, JobResumed, JobSubmitted, JobUpdate, Warning
 from motionflow.providers.collect import Collector, JobPending
 from motionflow.providers.empiriolabs import (
-    DEFAULT_BASE_URL,
     AuthError,
     EmpirioLabsClient,
     InsufficientCredits,
@@ -48,107 +47,32 @@ from motionflow.providers.empiriolabs import (
     ServiceUnreachable,
     SubmitInDoubt,
     SubmitRequest,
-    check_api_key,
-    check_base_url,
 )
-from motionflow.providers.envelopes import LOST_HINT, RESUBMIT_HINT
+from motionflow.providers.options import GenerationOptions, options_from_env
 from motionflow.providers.ratelimit import RateLimiter
+from motionflow.providers.resume import (
+    IN_FLIGHT,
+    idempotency_key,
+    in_doubt_message,
+    next_attempt,
+    resumable,
+)
+from motionflow.providers.simulate import SIM_SCALE, Simulator
 from motionflow.providers.status import Job, is_queued
 from motionflow.publish.base import PublishedUrls, Publisher
 
 __all__ = [
     "IN_FLIGHT",
+    "MODEL_ID",
     "Generated",
     "GenerationOptions",
     "GenerationSession",
     "JobSpec",
     "idempotency_key",
     "options_from_env",
-    "session_factory",
 ]
 
 MODEL_ID = "kling-v3-motion-control"
-IN_FLIGHT = frozenset({"submitted", "completed"})
-"""Journal states of jobs that are paid for and whose video is still to be fetched."""
-# simulate: the in-process fake server runs at this fraction of real time
-_SIM_SCALE = 0.02
-
-
-def idempotency_key(key: str, attempt: int) -> str:
-    """The ``Idempotency-Key`` of every submit of cache ``key`` (which includes the take).
-
-    The same for a first submit and a ``--resubmit-in-doubt``, so a service that honours the
-    header answers the resubmission with the first job; ``attempt`` grows only when the user
-    deliberately pays again for a failed or lost job.
-    """
-    return f"mf-{key[:40]}-{attempt}"
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """How a run talks to its provider (CLI flags and ``EMPIRIOLABS_*`` settings).
-
-    Attributes:
-        resubmit_in_doubt: pay again for jobs whose submit is in doubt (same Idempotency-Key).
-        resubmit_lost: pay again for jobs whose result is lost.
-        retry_failed: submit again jobs the service reported as failed.
-        rate_limit: API requests per minute, for every process on this cache.
-        poll_seconds: the first poll interval (later ones grow to 3x it).
-        job_timeout: seconds a job may run once it has left the queue.
-        retention: seconds the service keeps a job after it completes (the contract: 1 hour).
-        not_found_patience: seconds a run keeps retrying 404s and failed downloads of a job.
-        max_jobs: generations in flight at once (the rate limit is the real bound).
-        env: where ``EMPIRIOLABS_API_KEY`` and ``EMPIRIOLABS_BASE_URL`` are read (never shown
-            by ``repr``: it holds the key).
-    """
-
-    resubmit_in_doubt: bool = False
-    resubmit_lost: bool = False
-    retry_failed: bool = False
-    rate_limit: int = 50
-    poll_seconds: float = 5.0
-    job_timeout: float = 1800.0
-    retention: float = 3600.0
-    not_found_patience: float = 300.0
-    max_jobs: int = 10
-    env: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
-
-
-def _env_number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not value >= minimum or math.isinf(value):
-        msg = f"{name}={raw!r} is not a number >= {minimum:g}; fix or unset it"
-        raise UsageError(msg)
-    return value
-
-
-def options_from_env(env: Mapping[str, str] | None = None, **flags: Any) -> GenerationOptions:
-    """Options from ``EMPIRIOLABS_RATE_LIMIT``, ``_POLL_SECONDS``, ``_JOB_TIMEOUT``,
-    ``_RETENTION_SECONDS``, ``_NOT_FOUND_PATIENCE``, ``_MAX_JOBS`` and the given CLI
-    ``flags`` (which win).
-
-    Raises:
-        UsageError: a variable is not a valid number.
-    """
-    source = dict(os.environ if env is None else env)
-    values: dict[str, Any] = {
-        "rate_limit": int(_env_number(source, "EMPIRIOLABS_RATE_LIMIT", 50, minimum=1)),
-        "poll_seconds": _env_number(source, "EMPIRIOLABS_POLL_SECONDS", 5.0, minimum=0.001),
-        "job_timeout": _env_number(source, "EMPIRIOLABS_JOB_TIMEOUT", 1800.0, minimum=1),
-        "retention": _env_number(source, "EMPIRIOLABS_RETENTION_SECONDS", 3600.0, minimum=0),
-        "not_found_patience": _env_number(
-            source, "EMPIRIOLABS_NOT_FOUND_PATIENCE", 300.0, minimum=0
-        ),
-        "max_jobs": int(_env_number(source, "EMPIRIOLABS_MAX_JOBS", 10, minimum=1)),
-    }
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return GenerationOptions(env=source, **values)
 
 
 @dataclass(frozen=True)
@@ -214,7 +138,7 @@ class GenerationSession:
         self._root: Path = cache.root
         self._publisher = publisher
         self._urls = PublishedUrls(publisher, memo) if publisher is not None else None
-        self._fake: Any = None
+        self._simulator = Simulator() if self.free else None
         self._http: httpx.AsyncClient | None = None
         self._client: EmpirioLabsClient | None = None
         self._collector: Collector | None = None
@@ -260,8 +184,8 @@ class GenerationSession:
                 return self._client
             timeout = httpx.Timeout(60.0, connect=10.0)
             self._http = httpx.AsyncClient(timeout=timeout, trust_env=not self.free)
-            if self.free:
-                self._client = self._simulator_client(self._http)
+            if self._simulator is not None:
+                self._client = self._simulator.client(self._http)
             else:
                 limiter = RateLimiter(self.options.rate_limit, state_dir=self._root)
                 self._client = EmpirioLabsClient.from_env(
@@ -300,18 +224,6 @@ class GenerationSession:
             stage, label, key, usd = watched
             self._update(stage, label, key, state, job.job_id, usd)
 
-    def _simulator_client(self, http: httpx.AsyncClient) -> EmpirioLabsClient:
-        from motionflow.fakeapi.server import FakeConfig, FakeEmpirioLabs
-
-        self._fake = FakeEmpirioLabs(FakeConfig(api_key=None, time_scale=_SIM_SCALE))
-        url = self._fake.start()
-        return EmpirioLabsClient(
-            http,
-            api_key="sk-empiriolabs-simulated",
-            base_url=url,
-            poll_seconds=5.0 * _SIM_SCALE,
-        )
-
     async def collector(self) -> Collector:
         """The poll/download/store machinery, sharing this session's client."""
         client = await self.client()
@@ -324,7 +236,7 @@ class GenerationSession:
                 job_timeout=self.options.job_timeout,
                 retention=self.options.retention,
                 not_found_patience=self.options.not_found_patience,
-                poll_seconds=self.options.poll_seconds * (_SIM_SCALE if self.free else 1.0),
+                poll_seconds=self.options.poll_seconds * (SIM_SCALE if self.free else 1.0),
                 warn=lambda message: self.emit(Warning(message)),
             )
         return self._collector
@@ -339,8 +251,8 @@ class GenerationSession:
                 await self._http.aclose()
             if self._publisher is not None:
                 await self._publisher.aclose()
-            if self._fake is not None:
-                await asyncio.to_thread(self._fake.stop)
+            if self._simulator is not None:
+                await asyncio.to_thread(self._simulator.stop)
 
     async def _settle_costs(self, client: EmpirioLabsClient) -> None:
         """Note ``cost.amount`` on this run's jobs, where a usage event names their video.
@@ -392,7 +304,14 @@ class GenerationSession:
     async def _generate(self, spec: JobSpec, workdir: Path) -> Generated:
         record = self.journal.get(spec.key)
         if record is not None:
-            record = await self._resumable(spec, record)
+            record = resumable(
+                self.journal,
+                record,
+                label=spec.label,
+                free=self.free,
+                options=self.options,
+                has_blob=self.cache.has_blob,
+            )
         resumed = record is not None
         client = await self.client()
         job_id = record.job_id or "" if record is not None else ""
@@ -469,87 +388,6 @@ class GenerationSession:
         await asyncio.gather(*(one(r) for r in records))
         return done, problems
 
-    async def _resumable(self, spec: JobSpec, record: JobRecord) -> JobRecord | None:
-        """The journal record to carry on with, or None to submit a new job.
-
-        Raises:
-            ProviderError: the record is failed, in doubt or lost and the user did not ask to
-                pay again.
-        """
-        if record.state == "stored" and not (record.blob and self.cache.has_blob(record.blob)):
-            # The cache lost the video the journal says it stored: download it again (free).
-            self.journal.archive(record, "the cache no longer had the video; downloading again")
-            record = self._copy_as_completed(record)
-        if self.free and record.state in IN_FLIGHT:
-            # A simulated job lives in the simulator of the run that made it, gone by now.
-            self.journal.archive(record, "simulated job of an earlier run; simulated again")
-            return None
-        if record.state == "submitting":
-            record = self.journal.advance(
-                record,
-                "in_doubt",
-                error="motionflow stopped while submitting; the job may have been charged",
-            )
-        if record.state == "in_doubt":
-            if self.free or self.options.resubmit_in_doubt:
-                why = "simulated" if self.free else "resubmitted with --resubmit-in-doubt"
-                self.journal.archive(record, f"{why} (same Idempotency-Key)")
-                return None
-            raise ProviderError(_in_doubt_message(spec.label, record))
-        if record.state == "failed":
-            if self.options.retry_failed or self.free:
-                self.journal.archive(record, "retried with --retry-failed")
-                return None
-            msg = (
-                f"{spec.label}: EmpirioLabs job {record.job_id} failed: {record.error}. It is not "
-                "submitted again by itself; run with --retry-failed to submit it again (it is "
-                f"charged again, about ${record.estimated_usd:.2f})"
-            )
-            raise ProviderError(msg)
-        if record.state == "lost":
-            if self.options.resubmit_lost or self.free:
-                self.journal.archive(record, "resubmitted after the result was lost")
-                return None
-            msg = (
-                f"{spec.label}: the result of job {record.job_id} is lost ({record.error}); "
-                + LOST_HINT
-            )
-            raise ProviderError(msg)
-        return record
-
-    def _copy_as_completed(self, record: JobRecord) -> JobRecord:
-        fresh = self.journal.begin(
-            record.key,
-            label=record.label,
-            recipe=record.recipe,
-            provider=record.provider,
-            request=record.request,
-            idempotency_key=record.idempotency_key,
-            estimated_usd=0.0,
-            stage=record.stage,
-            attempt=record.attempt,
-            redownload=True,
-        )
-        fresh = self.journal.advance(fresh, "submitted", job_id=record.job_id)
-        return self.journal.advance(
-            fresh, "completed", output_urls=record.output_urls, actual_usd=None
-        )
-
-    def _attempt(self, key: str) -> tuple[int, str]:
-        """The attempt number and ``Idempotency-Key`` of the next submit of ``key``.
-
-        Read from the key's last archived record, so a crash between archiving it and
-        journaling the new submit changes nothing: a submit in doubt is sent again with its
-        own key; a job the user paid again for (failed, lost, or a result forgotten) gets the
-        next attempt, so the service makes a new video.
-        """
-        last = self.journal.last_archived(key)
-        if last is None:
-            return 0, idempotency_key(key, 0)
-        if last.state in {"in_doubt", "submitting"}:
-            return last.attempt, last.idempotency_key
-        return last.attempt + 1, idempotency_key(key, last.attempt + 1)
-
     async def _publish(self, spec: JobSpec) -> tuple[str, str]:
         if self._urls is None:
             msg = f"{spec.label}: no publisher is configured for this session"
@@ -574,7 +412,7 @@ class GenerationSession:
             duration=spec.duration,
             keep_original_sound=spec.keep_original_sound,
         )
-        attempt, idem = self._attempt(spec.key)
+        attempt, idem = next_attempt(self.journal, spec.key)
         async with self._submit_lock:  # one at a time: a 401 or 402 stops the ones behind it
             return await self._post(client, spec, body, attempt, idem)
 
@@ -603,7 +441,7 @@ class GenerationSession:
             if self.free:  # the simulator has nothing to lose: try once more, now
                 self.journal.archive(record, "simulated: nothing to lose by submitting again")
                 return await self._post(client, spec, body, attempt, idem)
-            raise ProviderError(_in_doubt_message(spec.label, record)) from exc
+            raise ProviderError(in_doubt_message(spec.label, record)) from exc
         except RequestRejected as exc:
             self.journal.advance(record, "failed", error=str(exc))
             msg = f"{spec.label}: EmpirioLabs refused the request (nothing was charged): {exc}"
@@ -632,81 +470,3 @@ class GenerationSession:
             )
         )
         return record
-
-
-def _in_doubt_message(label: str, record: JobRecord) -> str:
-    return (
-        f"{label}: a job may already have been charged (${record.estimated_usd:.2f}) but its id "
-        f"is unknown: {record.error}. It stays in doubt until you decide: `motionflow jobs` "
-        "lists the account's charges around that time (with their videos); attach one with "
-        f"`motionflow jobs adopt {record.key[:12]} --event ID`, or {RESUBMIT_HINT} (sent with "
-        "the same Idempotency-Key)"
-    )
-
-
-def session_factory(
-    plan: Any,
-    cache: Any,
-    options: GenerationOptions,
-    publish: Any,
-    emit: Callable[[Event], None],
-) -> Callable[[], GenerationSession]:
-    """Check the provider's configuration now, and return how to open the session later.
-
-    Everything a paid run needs (API key, publisher) is checked before any stage runs, so a
-    configuration mistake costs nothing; the session itself (sockets, the simulator) is
-    opened only when a generation actually runs.
-
-    Raises:
-        UsageError: no API key or no publisher for a run with generations to submit.
-    """
-    from motionflow.publish.factory import make_publisher, publisher_spec
-
-    provider = plan.recipe.model.provider
-    env = options.env if options.env is not None else os.environ
-    paid = any(p.instance.impl.paid for p in plan.to_run)
-    spec = publisher_spec(provider, plan.recipe.model.publish, publish) if paid else None
-    if paid and provider != "simulate":
-        key = env.get("EMPIRIOLABS_API_KEY", "").strip()
-        if not key:
-            msg = (
-                f"{plan.recipe.display}: provider empiriolabs needs an API key: set "
-                "EMPIRIOLABS_API_KEY (sk-empiriolabs-...), or use provider: simulate to try the "
-                "recipe for free. Nothing was submitted"
-            )
-            raise UsageError(msg)
-        check_api_key(key)  # before any journal record: a bad key costs nothing
-        check_base_url(env.get("EMPIRIOLABS_BASE_URL", "").strip() or DEFAULT_BASE_URL)
-
-    def origin_of(digest: str) -> str | None:
-        found = cache.get("origin:" + digest)
-        return found if isinstance(found, str) else None
-
-    holder: list[GenerationSession] = []
-
-    async def client() -> EmpirioLabsClient:
-        return await holder[0].client()
-
-    publisher = (
-        make_publisher(
-            spec,
-            project_root=plan.recipe.root,
-            allow_outside_project=plan.recipe.allow_outside_project,
-            origin_of=origin_of,
-            client=client,
-            env=env,
-        )
-        if spec is not None
-        else None
-    )
-
-    def make() -> GenerationSession:
-        if publisher is None:  # pragma: no cover - make() is only called for paid instances
-            msg = "no publisher configured"
-            raise UsageError(msg)
-        memo = None if provider == "simulate" else cache
-        session = GenerationSession(provider, cache, memo, publisher, options, emit)
-        holder.append(session)
-        return session
-
-    return make

@@ -1,58 +1,35 @@
-"""Build the publisher a run uses from ``publish:`` (recipe) or ``--publish`` (CLI)."""
+"""Build the publisher a run uses from its ``publish:`` spec (recipe) or ``--publish`` (CLI).
+
+Construction is data-driven: a spec is any object with a ``kind`` (``url``, ``static``, ``s3``,
+``empiriolabs-upload``, ``loopback``) and that kind's fields, as ``recipe.schema`` validates
+them, so this module needs neither the recipe's models nor the API client's class: the caller
+(the engine, which owns both) hands over the spec and a way to get an :class:`Uploader`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from pydantic import TypeAdapter, ValidationError
+from typing import Any
 
 from motionflow.errors import UsageError
 from motionflow.publish.base import Publisher
-from motionflow.recipe.schema import (
-    LoopbackPublish,
-    PublishSpec,
-    S3Publish,
-    StaticPublish,
-    UploadPublish,
-    UrlPublish,
-)
+from motionflow.publish.upload import Uploader, UploadPublisher
 
-if TYPE_CHECKING:
-    from motionflow.providers.empiriolabs import EmpirioLabsClient
+__all__ = ["KINDS", "PublishKind", "make_publisher", "publisher_spec"]
 
-__all__ = ["make_publisher", "publish_from_cli", "publisher_spec"]
+KINDS = ("url", "static", "s3", "empiriolabs-upload", "loopback")
+"""Every publisher kind, as a recipe's ``publish.kind`` spells it."""
 
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(PublishSpec)
+_DEFAULT_API = "https://api.empiriolabs.ai"  # uploads are remembered per API root
 
 
-def publish_from_cli(kind: str | None, options: tuple[str, ...]) -> Any:
-    """The ``--publish KIND --publish-option key=value ...`` spec, or None without ``kind``.
+@dataclass(frozen=True)
+class PublishKind:
+    """A spec that is only a kind (``loopback``, the simulator's default)."""
 
-    Raises:
-        UsageError: an option is not ``key=value`` or the spec is invalid for ``kind``.
-    """
-    if kind is None:
-        if options:
-            msg = "--publish-option needs --publish KIND (url, static, s3, empiriolabs-upload)"
-            raise UsageError(msg)
-        return None
-    data: dict[str, Any] = {"kind": kind}
-    for option in options:
-        name, sep, value = option.partition("=")
-        if not sep or not name.strip():
-            msg = f"--publish-option {option!r} is not key=value, e.g. base_url=https://cdn/x"
-            raise UsageError(msg)
-        data[name.strip().replace("-", "_")] = value
-    try:
-        return _ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'kind'}: {e['msg']}" for e in exc.errors()
-        )
-        msg = f"--publish {kind}: {problems}. See docs/publishers.md"
-        raise UsageError(msg) from exc
+    kind: str
 
 
 def publisher_spec(provider: str, recipe_spec: Any, cli_spec: Any) -> Any:
@@ -63,7 +40,7 @@ def publisher_spec(provider: str, recipe_spec: Any, cli_spec: Any) -> Any:
     """
     spec = cli_spec or recipe_spec
     if spec is None and provider == "simulate":
-        return LoopbackPublish(kind="loopback")
+        return PublishKind("loopback")
     if spec is None:
         msg = (
             "provider empiriolabs fetches the reference image and video from URLs, and this "
@@ -72,7 +49,7 @@ def publisher_spec(provider: str, recipe_spec: Any, cli_spec: Any) -> Any:
             "Nothing was submitted"
         )
         raise UsageError(msg)
-    if isinstance(spec, LoopbackPublish) and provider != "simulate":
+    if spec.kind == "loopback" and provider != "simulate":
         msg = (
             "publish: loopback serves files on 127.0.0.1, which EmpirioLabs cannot reach; use "
             "static, s3, url or empiriolabs-upload with provider empiriolabs"
@@ -87,20 +64,29 @@ def make_publisher(
     project_root: Path,
     allow_outside_project: bool,
     origin_of: Callable[[str], str | None],
-    client: Callable[[], Awaitable[EmpirioLabsClient]],
+    client: Callable[[], Awaitable[Uploader]],
     env: Mapping[str, str],
 ) -> Publisher:
-    """A publisher for ``spec``.
+    """A publisher for ``spec`` (any object with a ``kind`` and that kind's fields).
+
+    Args:
+        spec: the publisher's settings (``recipe.schema``'s models, or :class:`PublishKind`).
+        project_root: the recipe's project folder (a static folder must be inside it).
+        allow_outside_project: ``--allow-outside-project``.
+        origin_of: the URL a digest was downloaded from (the ``url`` publisher).
+        client: returns the run's API client, for ``empiriolabs-upload``.
+        env: the environment (``EMPIRIOLABS_BASE_URL`` names the upload service).
 
     Raises:
         UsageError: the static folder is outside the project without
-            ``--allow-outside-project``, or boto3 is missing for ``s3``.
+            ``--allow-outside-project``, boto3 is missing for ``s3``, or the kind is unknown.
     """
     from motionflow.publish.local import LoopbackPublisher, StaticPublisher, UrlPublisher
 
-    if isinstance(spec, UrlPublish):
+    kind = getattr(spec, "kind", None)
+    if kind == "url":
         return UrlPublisher(origin_of)
-    if isinstance(spec, StaticPublish):
+    if kind == "static":
         folder = (project_root / spec.dir).resolve()
         if not folder.is_relative_to(project_root.resolve()) and not allow_outside_project:
             msg = (
@@ -109,7 +95,7 @@ def make_publisher(
             )
             raise UsageError(msg)
         return StaticPublisher(folder, spec.base_url)
-    if isinstance(spec, S3Publish):
+    if kind == "s3":
         from motionflow.publish.s3 import S3Publisher
 
         return S3Publisher(
@@ -119,10 +105,10 @@ def make_publisher(
             region=spec.region,
             expires_hours=spec.expires_hours,
         )
-    if isinstance(spec, UploadPublish):
-        from motionflow.publish.upload import UploadPublisher
-
-        base = env.get("EMPIRIOLABS_BASE_URL", "").strip() or "https://api.empiriolabs.ai"
+    if kind == "empiriolabs-upload":
+        base = env.get("EMPIRIOLABS_BASE_URL", "").strip() or _DEFAULT_API
         return UploadPublisher(client, base)
-    assert isinstance(spec, LoopbackPublish)
-    return LoopbackPublisher()
+    if kind == "loopback":
+        return LoopbackPublisher()
+    msg = f"unknown publisher kind {kind!r}; use one of {', '.join(KINDS)} (docs/publishers.md)"
+    raise UsageError(msg)

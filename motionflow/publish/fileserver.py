@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import unquote, urlsplit
 
-from motionflow.fakeapi.handler import Handler, LoopbackServer, Response
+from motionflow.loopback import Handler, LoopbackServer, Response
 
 __all__ = ["FileServer"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from motionflow.artifacts import FileArtifact
 from motionflow.errors import PublishError
 from motionflow.keys import digest_file
-from motionflow.manifest import atomic_copy
+from motionflow.outfile import atomic_copy
 from motionflow.publish.base import Published
 from motionflow.publish.fileserver import FileServer
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from motionflow.artifacts import FileArtifact
 from motionflow.errors import ProviderError, PublishError
 from motionflow.publish.base import Published, content_type
 
-if TYPE_CHECKING:
-    from motionflow.providers.empiriolabs import EmpirioLabsClient
-
-__all__ = ["UploadPublisher"]
+__all__ = ["UploadPublisher", "Uploader"]
 
 _REMEMBER = 24 * 3600.0  # how long an uploaded file is assumed to stay (undocumented)
+
+
+class Uploader(Protocol):
+    """What the upload publisher needs of an API client (the EmpirioLabs client has it)."""
+
+    async def upload(self, path: Path, *, content_type: str) -> str:
+        """Upload ``path``; return the URL (or storage path) the service gave it.
+
+        Raises:
+            ProviderError: the upload was refused or kept failing.
+        """
+        ...
 
 
 class UploadPublisher:
@@ -25,7 +35,7 @@ class UploadPublisher:
     service's documentation, so this publisher is used only when a recipe asks for it.
 
     Args:
-        client: returns the run's API client (connecting on first use).
+        client: returns the run's API client, an :class:`Uploader` (connecting on first use).
         base_url: the API root, to remember uploads per service.
     """
 
@@ -36,7 +46,7 @@ class UploadPublisher:
         "{kind: s3}"
     )
 
-    def __init__(self, client: Callable[[], Awaitable[EmpirioLabsClient]], base_url: str) -> None:
+    def __init__(self, client: Callable[[], Awaitable[Uploader]], base_url: str) -> None:
         self._client = client
         self.identity = f"empiriolabs-upload:{base_url}"
 

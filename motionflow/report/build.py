@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from motionflow.manifest import atomic_write_text
+from motionflow.outfile import atomic_write_text
 from motionflow.report.collect import Card, Gallery, collect
 from motionflow.report.history import Run, load_runs, overrides, record_run
 from motionflow.report.media import (

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from motionflow.manifest import atomic_write_text
+from motionflow.outfile import atomic_write_text
 from motionflow.report.cards import Card, Gallery, Run, text
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from motionflow.manifest import atomic_copy
 from motionflow.media.ffmpeg import ffmpeg_path, run_ffmpeg
+from motionflow.outfile import atomic_copy
 
 __all__ = ["REPORT_DIR", "copy_media", "copy_reference", "make_poster", "remove_stale"]
 

@@ -1,4 +1,4 @@
-"""``motionflow why`` and ``motionflow impact`` (registered by ``cli.py``)."""
+"""``motionflow why`` and ``impact``: why instances run, and what an edit would cost."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from motionflow.cli import (
-    _cache_option,
-    _console,
-    _die,
-    _errors,
-    _load,
-    _max_usd_option,
-    _money,
-    _print_budget,
-    _recipe_options,
-    _target_options,
-    _targets,
+from motionflow.cli.errors import die, handle_errors
+from motionflow.cli.format import make_console, money, print_budget
+from motionflow.cli.options import (
+    cache_option,
+    load,
+    max_usd_option,
+    recipe_options,
+    target_options,
+    targets_from,
 )
 
 if TYPE_CHECKING:
@@ -47,14 +44,14 @@ def _preview_plan(
     from motionflow.targets import targeted_plan
     from motionflow.why import PreviewCache
 
-    with _errors():
-        loaded = _load(recipe, var, allow_outside)
+    with handle_errors():
+        loaded = load(recipe, var, allow_outside)
         cache = PreviewCache(Path(cache_dir) if cache_dir else default_cache_dir())
         try:
             return targeted_plan(loaded, cache, targets)
         finally:
             cache.close()
-    raise AssertionError  # pragma: no cover - _errors() exits
+    raise AssertionError  # pragma: no cover - handle_errors() exits
 
 
 def _components_line(components: dict[str, object]) -> str:
@@ -170,7 +167,7 @@ def _status(group: ExplanationGroup, colon: bool = False) -> list[_Piece]:
     end = ":" if colon else ""
     if group.status == "cached":
         return [(f"cached{end}", "green")]
-    cost = f" ({_money(group.estimated_usd)})" if group.estimated_usd else ""
+    cost = f" ({money(group.estimated_usd)})" if group.estimated_usd else ""
     return _words(f"run{cost}{end}", "yellow")
 
 
@@ -231,17 +228,17 @@ def _print_summary(groups: list[ExplanationGroup], console: Console) -> None:
     members = [m for g in groups for m in g.members]
     to_run = [m for m in members if m.status == "run"]
     usd = round(sum(m.estimated_usd for m in to_run), 2)
-    cost = f" ({_money(usd)})" if usd else ""
+    cost = f" ({money(usd)})" if usd else ""
     text = f"{len(members)} instances: {len(members) - len(to_run)} cached, {len(to_run)} to run"
     text += f"{cost}; `--variant ID` or `--json` shows each in full."
     _say(console, _words(text, "dim"))
 
 
 @click.command()
-@_recipe_options
+@recipe_options
 @click.argument("stage", required=False)
-@_target_options
-@_cache_option
+@target_options
+@cache_option
 @click.option("--variant", metavar="ID", help="Only the instances of this variant.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanations as JSON.")
 def why(
@@ -258,9 +255,9 @@ def why(
     """Show each instance's key components and what changed since the last run."""
     from motionflow.why import explain, group_explanations
 
-    targets = _targets(only, target_stages)
+    targets = targets_from(only, target_stages)
     planned = _preview_plan(recipe, var, allow_outside_project, cache_dir, targets)
-    with _errors():
+    with handle_errors():
         items = explain(planned, stage, variant)
         groups = group_explanations(items)
     if as_json:
@@ -271,7 +268,7 @@ def why(
         }
         click.echo(json.dumps(body))
         return
-    console = _console()
+    console = make_console()
     for group in groups:
         _print_group(group, console)
     if any(len(g.members) > 1 for g in groups):
@@ -281,11 +278,11 @@ def why(
 
 
 @click.command()
-@_recipe_options
-@_target_options
-@_cache_option
+@recipe_options
+@target_options
+@cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print the impact as JSON.")
-@_max_usd_option("Judge the cost against this budget (exit 3 over it) instead of budget.max_usd.")
+@max_usd_option("Judge the cost against this budget (exit 3 over it) instead of budget.max_usd.")
 def impact(
     recipe: str,
     var: tuple[str, ...],
@@ -300,12 +297,12 @@ def impact(
     from motionflow.budget import check_budget
     from motionflow.errors import BudgetError
 
-    targets = _targets(only, target_stages)
+    targets = targets_from(only, target_stages)
     planned = _preview_plan(recipe, var, allow_outside_project, cache_dir, targets)
     budget = check_budget(planned, max_usd)
     _print_impact(planned, budget, as_json)
     if budget.over:  # as `run` would
-        _die(BudgetError(f"{budget.refusal()}. Nothing was run"))
+        die(BudgetError(f"{budget.refusal()}. Nothing was run"))
 
 
 def _print_impact(planned: Plan, budget: BudgetCheck, as_json: bool) -> None:
@@ -315,20 +312,20 @@ def _print_impact(planned: Plan, budget: BudgetCheck, as_json: bool) -> None:
     from motionflow.providers.pricing import price_table
     from motionflow.why import impact as compute_impact
 
-    with _errors():
+    with handle_errors():
         result = compute_impact(planned)
         as_of = price_table().as_of
     if as_json:
         body = {**result.to_json(), "prices_as_of": as_of, "budget": budget.to_json()}
         click.echo(json.dumps(body))
         return
-    console = _console()
+    console = make_console()
     if not result.groups:
         console.print(
             f"No impact: all {result.cached} stage instances of {escape(result.recipe)} are "
             "cached; a run would submit nothing and spend $0.00."
         )
-        _print_budget(budget, result.provider, console)
+        print_budget(budget, result.provider, console)
         return
     table = Table(title=f"impact: {result.recipe} ({result.provider})")
     for col in ("cause", "re-runs", "generations", "cost"):
@@ -338,7 +335,7 @@ def _print_impact(planned: Plan, budget: BudgetCheck, as_json: bool) -> None:
             escape(group.cause),
             str(len(group.instances)),
             str(group.generations),
-            _money(group.usd, group.exact),
+            money(group.usd, group.exact),
         )
     console.print(table)
     for group in result.groups:
@@ -347,12 +344,12 @@ def _print_impact(planned: Plan, budget: BudgetCheck, as_json: bool) -> None:
         extra = f" (+{others} free instance{'s' if others != 1 else ''})" if others else ""
         console.print(
             f"{escape(group.cause)} re-runs {group.generations} {noun}{extra}: "
-            f"{_money(group.usd, group.exact)}"
+            f"{money(group.usd, group.exact)}"
         )
     note = " (simulate: nothing is charged)" if result.provider == "simulate" else ""
     console.print(
         f"Total: {result.count} to re-run ({result.generations} generations), "
-        f"[bold]{_money(result.usd, result.exact)}[/] at prices as of {as_of}{note}; "
+        f"[bold]{money(result.usd, result.exact)}[/] at prices as of {as_of}{note}; "
         f"{result.cached} cached. Nothing was run or written."
     )
-    _print_budget(budget, result.provider, console)
+    print_budget(budget, result.provider, console)

@@ -1,4 +1,4 @@
-"""``motionflow cache``: ls, du, verify, gc, export, import, forget (registered by ``cli.py``)."""
+"""``motionflow cache``: ls, du, verify, gc, export, import, forget."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from typing import Any
 
 import click
 
+from motionflow.cli.errors import handle_errors
+from motionflow.cli.format import age, format_size, make_console, money
+from motionflow.cli.options import cache_option, open_cache
+
 __all__ = ["cache"]
-
-
-def _options(func: Callable[..., Any]) -> Callable[..., Any]:
-    from motionflow.cli import _cache_option
-
-    return _cache_option(func)
 
 
 def _projects_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,20 +41,11 @@ def _roots(projects: tuple[Path, ...]) -> list[Path]:
     return [find_project_root(Path.cwd().resolve())]
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"  # pragma: no cover - the loop always returns
-
-
 @contextlib.contextmanager
 def _opened(cache_dir: str | None) -> Iterator[Any]:
     """The cache at ``cache_dir`` (or the default), closed afterwards."""
-    from motionflow.cli import _cache
 
-    store = _cache(cache_dir)
+    store = open_cache(cache_dir)
     try:
         yield store
     finally:
@@ -69,7 +58,7 @@ def cache() -> None:
 
 
 @cache.command("ls")
-@_options
+@cache_option
 @_projects_option
 @click.option("--paid", "paid_only", is_flag=True, help="Only results that stand for a job.")
 @_json_option
@@ -77,17 +66,17 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
     """List cached results: stage kind, size, age, what they cost, whether in use."""
     from rich.markup import escape
 
-    from motionflow.cache.manage import list_entries, referenced_keys
-    from motionflow.cli import _age, _console, _errors, _money
-    from motionflow.cli_tables import Column, print_table
+    from motionflow.cache.manage import list_entries
+    from motionflow.cli.tables import Column, print_table
+    from motionflow.engine.references import referenced_keys
 
-    with _errors(), _opened(cache_dir) as store:
+    with handle_errors(), _opened(cache_dir) as store:
         rows = list_entries(store, referenced_keys(store, _roots(projects)))
     rows = [r for r in rows if r.paid or not paid_only]
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows]))
         return
-    console = _console()
+    console = make_console()
     if not rows:
         console.print(f"The cache {store.root} holds no results.")
         return
@@ -107,9 +96,9 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
             (
                 r.key[:12],
                 escape(r.stage_kind),
-                _size(r.size),
-                _age(r.age_seconds),
-                _money(r.estimated_usd) if r.paid else "",
+                format_size(r.size),
+                age(r.age_seconds),
+                money(r.estimated_usd) if r.paid else "",
                 "yes" if r.referenced else "",
                 state,
             )
@@ -117,45 +106,44 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
     print_table(console, columns, cells, title=f"cache ({store.root})")
     paid = [r for r in rows if r.paid]
     console.print(
-        f"{len(rows)} results, {_size(sum(r.size for r in rows))}; {len(paid)} paid "
-        f"({_money(sum(r.estimated_usd for r in paid))})."
+        f"{len(rows)} results, {format_size(sum(r.size for r in rows))}; {len(paid)} paid "
+        f"({money(sum(r.estimated_usd for r in paid))})."
     )
 
 
 @cache.command()
-@_options
+@cache_option
 @_json_option
 def du(cache_dir: str | None, as_json: bool) -> None:
     """Show how much room the cache takes: paid results, intermediates, leftovers."""
     from motionflow.cache.manage import disk_usage
-    from motionflow.cli import _console, _errors, _money
-    from motionflow.cli_tables import Column, print_table
+    from motionflow.cli.tables import Column, print_table
 
-    with _errors(), _opened(cache_dir) as store:
+    with handle_errors(), _opened(cache_dir) as store:
         usage = disk_usage(store)
     if as_json:
         click.echo(json.dumps(usage.to_json()))
         return
     rows = [
-        ("paid results", _size(usage.paid_bytes), f"{usage.paid_results} results"),
+        ("paid results", format_size(usage.paid_bytes), f"{usage.paid_results} results"),
         (
             "intermediates",
-            _size(usage.intermediate_bytes),
+            format_size(usage.intermediate_bytes),
             f"{usage.results - usage.paid_results} results",
         ),
-        ("unused files", _size(usage.orphan_bytes), "fetched inputs, leftovers"),
+        ("unused files", format_size(usage.orphan_bytes), "fetched inputs, leftovers"),
     ]
     for name, (files, size) in usage.folders.items():
         if name != "blobs":
-            rows.append((f"{name}/", _size(size), f"{files} files"))
-    rows.append(("[bold]total[/]", f"[bold]{_size(usage.total_bytes)}[/]", ""))
+            rows.append((f"{name}/", format_size(size), f"{files} files"))
+    rows.append(("[bold]total[/]", f"[bold]{format_size(usage.total_bytes)}[/]", ""))
     columns = (Column("what"), Column("size", "number"), Column("note"))
-    print_table(_console(), columns, rows, title=f"cache ({usage.root})", show_header=False)
-    _console().print(f"The paid results cost {_money(usage.paid_usd)} at the provider's price.")
+    print_table(make_console(), columns, rows, title=f"cache ({usage.root})", show_header=False)
+    make_console().print(f"The paid results cost {money(usage.paid_usd)} at the provider's price.")
 
 
 @cache.command()
-@_options
+@cache_option
 @_json_option
 def verify(cache_dir: str | None, as_json: bool) -> None:
     """Re-hash every stored file; quarantine corrupt ones (exit 1 when any is found).
@@ -167,16 +155,15 @@ def verify(cache_dir: str | None, as_json: bool) -> None:
     from rich.markup import escape
 
     from motionflow.cache.integrity import verify_blobs
-    from motionflow.cli import _console, _errors, _money
 
-    with _errors(), _opened(cache_dir) as store:
+    with handle_errors(), _opened(cache_dir) as store:
         report = verify_blobs(store)
     if as_json:
         click.echo(json.dumps(report.to_json()))
         sys.exit(0 if report.ok else 1)
-    console = _console()
+    console = make_console()
     for bad in report.corrupt:
-        what = f"paid, {_money(bad['usd'])}" if bad["paid"] else "free, recomputes"
+        what = f"paid, {money(bad['usd'])}" if bad["paid"] else "free, recomputes"
         console.print(
             f"[red]corrupt[/] {bad['digest'][:19]}… ({what}; used by "
             f"{', '.join(k[:12] for k in bad['keys']) or 'no result'}) moved to "
@@ -185,7 +172,7 @@ def verify(cache_dir: str | None, as_json: bool) -> None:
     for key, digest in report.missing:
         console.print(f"[red]missing[/] {digest[:19]}… of result {key[:12]}")
     console.print(
-        f"{report.checked} files checked ({_size(report.checked_bytes)}): "
+        f"{report.checked} files checked ({format_size(report.checked_bytes)}): "
         f"{len(report.corrupt)} corrupt, {len(report.missing)} missing."
     )
     if any(bad["paid"] for bad in report.corrupt):
@@ -198,7 +185,7 @@ def verify(cache_dir: str | None, as_json: bool) -> None:
 
 
 @cache.command()
-@_options
+@cache_option
 @_projects_option
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would go, and the cost.")
 @click.option(
@@ -229,10 +216,9 @@ def gc(
     from rich.markup import escape
 
     from motionflow.cache.integrity import collect_garbage, parse_size
-    from motionflow.cache.manage import referenced_keys
-    from motionflow.cli import _console, _errors, _money
+    from motionflow.engine.references import referenced_keys
 
-    with _errors():
+    with handle_errors():
         quota = parse_size(max_intermediates) if max_intermediates is not None else None
         with _opened(cache_dir) as store:
             report = collect_garbage(
@@ -245,49 +231,45 @@ def gc(
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
-    console = _console()
+    console = make_console()
     verb = "would remove" if dry_run else "removed"
     for r in report.removed:
-        cost = f" [red]{_money(r.estimated_usd)} paid[/]" if r.paid else ""
-        console.print(
-            f"{verb} {r.key[:12]} {escape(r.stage_kind)} ({_size(r.size)}){cost}: {escape(r.why)}"
-        )
+        cost = f" [red]{money(r.estimated_usd)} paid[/]" if r.paid else ""
+        what = f"{escape(r.stage_kind)} ({format_size(r.size)}){cost}"
+        console.print(f"{verb} {r.key[:12]} {what}: {escape(r.why)}")
     console.print(
         f"{'Would remove' if dry_run else 'Removed'} {len(report.removed)} results and "
-        f"{len(report.blobs)} files, {_size(report.freed_bytes)}. Dollars at risk: "
-        f"[bold]{_money(report.usd_at_risk)}[/]."
+        f"{len(report.blobs)} files, {format_size(report.freed_bytes)}. Dollars at risk: "
+        f"[bold]{money(report.usd_at_risk)}[/]."
     )
     if report.kept_paid:
         console.print(
-            f"Kept {report.kept_paid} unused paid results ({_money(report.kept_paid_usd)}); "
+            f"Kept {report.kept_paid} unused paid results ({money(report.kept_paid_usd)}); "
             "--include-paid removes them."
         )
 
 
 @cache.command()
-@_options
+@cache_option
 @click.argument("keys", nargs=-1, required=True)
 @_json_option
 def forget(cache_dir: str | None, keys: tuple[str, ...], as_json: bool) -> None:
     """Drop results by key (or prefix), so the next run makes them again, paid ones too."""
     from motionflow.cache.integrity import forget as drop
     from motionflow.cache.manage import resolve_keys
-    from motionflow.cli import _console, _errors, _money
 
-    with _errors(), _opened(cache_dir) as store:
+    with handle_errors(), _opened(cache_dir) as store:
         dropped = drop(store, resolve_keys(store, keys))
     if as_json:
         click.echo(json.dumps([{"key": k, "usd": round(u, 2)} for k, u in dropped]))
         return
     for key, usd in dropped:
-        note = (
-            f"; the next run pays {_money(usd)} again" if usd else "; the next run makes it again"
-        )
-        _console().print(f"forgot {key[:12]}{note}")
+        note = f"; the next run pays {money(usd)} again" if usd else "; the next run makes it again"
+        make_console().print(f"forgot {key[:12]}{note}")
 
 
 @cache.command("export")
-@_options
+@cache_option
 @_projects_option
 @click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--recipe", "recipes", multiple=True, help="Results of this recipe (repeatable).")
@@ -304,12 +286,11 @@ def export_(
     as_json: bool,
 ) -> None:
     """Write selected results, their files and receipts to DEST (a .tar.gz) for a teammate."""
-    from motionflow.cache.manage import list_entries, recipe_keys, resolve_keys
-    from motionflow.cache.transfer import export_results
-    from motionflow.cli import _console, _errors, _money
+    from motionflow.cache.manage import list_entries, resolve_keys
+    from motionflow.engine.references import export_results, recipe_keys
     from motionflow.errors import UsageError
 
-    with _errors():
+    with handle_errors():
         if not (recipes or keys or everything):
             msg = "choose what to export: --recipe NAME, --key KEY or --all"
             raise UsageError(msg)
@@ -324,32 +305,31 @@ def export_(
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
-    console = _console()
+    console = make_console()
     for key, why in report.skipped:
         console.print(f"[yellow]skipped[/] {key[:12]}: {why}")
     console.print(
         f"wrote {dest}: {len(report.keys)} results, {report.blobs} files, "
-        f"{_size(report.bytes)}; paid generations worth {_money(report.paid_usd)}."
+        f"{format_size(report.bytes)}; paid generations worth {money(report.paid_usd)}."
     )
 
 
 @cache.command("import")
-@_options
+@cache_option
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
 @_json_option
 def import_(cache_dir: str | None, src: Path, as_json: bool) -> None:
     """Add the results of an export, checking every file's digest; never overwrites."""
-    from motionflow.cache.transfer import import_results
-    from motionflow.cli import _console, _errors, _money
+    from motionflow.engine.references import import_results
 
-    with _errors(), _opened(cache_dir) as store:
+    with handle_errors(), _opened(cache_dir) as store:
         report = import_results(store, src)
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
     from rich.markup import escape
 
-    console = _console()
+    console = make_console()
     for key in report.added:
         console.print(f"[green]added[/] {key[:12]}")
     for key in report.restored:
@@ -367,5 +347,5 @@ def import_(cache_dir: str | None, src: Path, as_json: bool) -> None:
         f"imported {len(report.added)} results, restored {len(report.restored)}, "
         f"{len(report.present)} already present, {len(report.skipped)} skipped, "
         f"{len(report.conflicts)} kept; {report.blobs} files stored; paid "
-        f"generations worth {_money(report.paid_usd)} need not be paid again."
+        f"generations worth {money(report.paid_usd)} need not be paid again."
     )

@@ -1,20 +1,20 @@
-"""``motionflow report``: the gallery of a recipe's results (registered by ``cli.py``)."""
+"""``motionflow report``: the gallery of a recipe's results, out/<recipe>/index.html."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from motionflow.cli import (
-    _cache_option,
-    _console,
-    _errors,
-    _load,
-    _recipe_options,
-    _target_options,
-    _targets,
+from motionflow.cli.errors import handle_errors
+from motionflow.cli.format import make_console
+from motionflow.cli.options import (
+    cache_option,
+    cache_root,
+    load,
+    recipe_options,
+    target_options,
+    targets_from,
 )
 
 if TYPE_CHECKING:
@@ -27,10 +27,9 @@ __all__ = ["report", "report_after_run"]
 def _write(loaded: Recipe, cache_dir: str | None, run_started: float | None) -> Report:
     import asyncio
 
-    from motionflow.cache.store import default_cache_dir
     from motionflow.report import write_report
 
-    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    root = cache_root(cache_dir)
     return asyncio.run(write_report(loaded, root, run_started=run_started))
 
 
@@ -38,7 +37,7 @@ def report_after_run(loaded: Recipe, cache_dir: str | None, run_started: float) 
     """Refresh the gallery after ``motionflow run``; a failure is a warning, never the exit code."""
     from rich.markup import escape
 
-    err = _console(stderr=True)
+    err = make_console(stderr=True)
     try:
         written = _write(loaded, cache_dir, run_started)
     except Exception as exc:  # noqa: BLE001 - the run's results and exit code matter more
@@ -53,9 +52,9 @@ def report_after_run(loaded: Recipe, cache_dir: str | None, run_started: float) 
 
 
 @click.command()
-@_recipe_options
-@_target_options
-@_cache_option
+@recipe_options
+@target_options
+@cache_option
 def report(
     recipe: str,
     var: tuple[str, ...],
@@ -73,19 +72,19 @@ def report(
     from motionflow.manifest import Manifest
     from motionflow.targets import select_recipe
 
-    with _errors():
-        loaded = _load(recipe, var, allow_outside_project)
+    with handle_errors():
+        loaded = load(recipe, var, allow_outside_project)
         if any(d.severity == "error" for d in loaded.problems):
             from motionflow.errors import RecipeError
 
             raise RecipeError(loaded.problems)
         # another recipe with the same name: its results are not this recipe's to show
         Manifest.load(loaded.out_dir).claim(loaded.path, loaded.display, loaded.root)
-        loaded = select_recipe(loaded, _targets(only, target_stages))
+        loaded = select_recipe(loaded, targets_from(only, target_stages))
         written = _write(loaded, cache_dir, None)
-    console = _console()
+    console = make_console()
     for note in written.notes:
-        _console(stderr=True).print(f"[yellow]warning:[/] {escape(note)}")
+        make_console(stderr=True).print(f"[yellow]warning:[/] {escape(note)}")
     made = written.cards - written.missing
     missing = f", {written.missing} not made yet" if written.missing else ""
     earlier = f", {written.earlier_runs} earlier run(s)" if written.earlier_runs else ""

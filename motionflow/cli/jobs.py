@@ -1,4 +1,4 @@
-"""``motionflow jobs`` (list, ``collect``, ``adopt``) and ``spend`` (registered by ``cli.py``)."""
+"""``motionflow jobs`` (list, ``collect``, ``adopt``) and ``spend``: the journal of paid jobs."""
 
 from __future__ import annotations
 
@@ -11,17 +11,13 @@ from typing import Any
 
 import click
 
-from motionflow.cli import _age, _cache_option, _console, _errors, _money
+from motionflow.cli.errors import handle_errors
+from motionflow.cli.format import age, clip, make_console, money
+from motionflow.cli.options import cache_option, cache_root
 
 __all__ = ["jobs", "spend"]
 
 _STATES = ["submitting", "submitted", "completed", "stored", "in_doubt", "failed", "lost"]
-
-
-def _root(cache_dir: str | None) -> Path:
-    from motionflow.cache.store import default_cache_dir
-
-    return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
 def _has_key() -> bool:
@@ -53,7 +49,7 @@ async def _candidates(root: Path) -> tuple[dict[str, list[Any]], str]:
 
 
 @click.group(invoke_without_command=True)
-@_cache_option
+@cache_option
 @click.option("--all", "show_all", is_flag=True, help="Also list jobs replaced by a resubmit.")
 @click.option(
     "--state",
@@ -85,11 +81,11 @@ def jobs(
         return
     from rich.markup import escape
 
-    from motionflow.cli_tables import WIDE, Column, print_table
+    from motionflow.cli.tables import WIDE, Column, print_table
     from motionflow.ledger import job_rows
 
-    root = _root(cache_dir)
-    with _errors():
+    root = cache_root(cache_dir)
+    with handle_errors():
         rows = [r for r in job_rows(root, archived=show_all) if not states or r.state in states]
         found: dict[str, list[Any]] = {}
         note = ""
@@ -107,7 +103,7 @@ def jobs(
         click.echo(json.dumps(out))
         return
     if not rows:
-        _console().print("No jobs in the journal.")
+        make_console().print("No jobs in the journal.")
         return
     wide = WIDE  # below it, provider, recipe and the note give way; one cost column
     columns = (
@@ -127,8 +123,8 @@ def jobs(
     for r in rows:
         state = r.state + (" (replaced)" if r.archived else "")
         colour = colours.get(r.state, "yellow")
-        charged = "-" if r.actual_usd is None else _money(r.actual_usd)
-        estimate = "free" if r.free else _money(r.estimated_usd)
+        charged = "-" if r.actual_usd is None else money(r.actual_usd)
+        estimate = "free" if r.free else money(r.estimated_usd)
         cells.append(
             (
                 f"[{colour}]{escape(state)}[/]",
@@ -136,20 +132,20 @@ def jobs(
                 escape(r.provider),
                 escape(r.recipe),
                 escape(r.label),
-                _age(r.age_seconds),
+                age(r.age_seconds),
                 estimate,
                 "$0.00" if r.free else charged,
                 estimate if r.free else f"~{estimate}" if r.actual_usd is None else charged,
-                escape(_clip(r.error, 60)),
+                escape(clip(r.error, 60)),
             )
         )
-    console = _console()
+    console = make_console()
     print_table(console, columns, cells, title=f"jobs ({root / 'journal'})")
     if console.width < wide:
         notes = [r for r in rows if r.error]
         for r in notes:
             console.print(
-                f"{escape(r.job_id or r.label)}: {escape(_clip(r.error, 60))}", soft_wrap=False
+                f"{escape(r.job_id or r.label)}: {escape(clip(r.error, 60))}", soft_wrap=False
             )
         console.print(
             "cost: what was charged, or ~ the estimate while unknown. Wider terminals "
@@ -163,7 +159,7 @@ def jobs(
         if options:
             console.print(f"[bold]{escape(r.label)}[/] ({r.key[:12]}): charges around its submit:")
             for c in options:
-                cost = "?" if c.cost_usd is None else _money(c.cost_usd)
+                cost = "?" if c.cost_usd is None else money(c.cost_usd)
                 urls = ", ".join(c.output_urls) or "no video listed"
                 console.print(
                     f"  event {escape(c.event_id)}  {c.created_at} ({c.offset_seconds:+.0f} s)  "
@@ -192,12 +188,8 @@ def jobs(
         )
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _exit_for(problems: list[str]) -> None:
-    console = _console(stderr=True)
+    console = make_console(stderr=True)
     for problem in problems:
         console.print(f"[yellow]pending[/] {problem}", highlight=False, markup=False)
     sys.exit(1 if problems else 0)
@@ -230,7 +222,7 @@ async def _collect(root: Path, only: set[str] | None = None) -> tuple[int, list[
 
 def _need_key() -> None:
     from motionflow.errors import UsageError
-    from motionflow.providers.empiriolabs import check_api_key
+    from motionflow.providers.settings import check_api_key
 
     if not _has_key():
         msg = (
@@ -250,8 +242,8 @@ def collect(ctx: click.Context, as_json: bool) -> None:
     The service keeps a finished job for one hour: collect jobs left by an interrupted run
     within that hour. Exit 1 when some job could not be fetched yet (it is not lost).
     """
-    root = _root(ctx.obj.get("cache_dir"))
-    with _errors():
+    root = cache_root(ctx.obj.get("cache_dir"))
+    with handle_errors():
         _need_key()
         done, problems = asyncio.run(_collect(root))
     if as_json:
@@ -274,8 +266,8 @@ def adopt(ctx: click.Context, key: str, event_id: str | None, job_id: str | None
     """
     from motionflow.errors import UsageError
 
-    root = _root(ctx.obj.get("cache_dir"))
-    with _errors():
+    root = cache_root(ctx.obj.get("cache_dir"))
+    with handle_errors():
         if (event_id is None) == (job_id is None):
             msg = "say which charge to adopt: --event ID (from `motionflow jobs`) or --job ID"
             raise UsageError(msg)
@@ -355,7 +347,7 @@ async def _adopt(
 
 
 @click.command()
-@_cache_option
+@cache_option
 @click.option(
     "--by",
     type=click.Choice(["recipe", "stage", "day"]),
@@ -369,16 +361,16 @@ def spend(cache_dir: str | None, by: str, simulated: bool, as_json: bool) -> Non
     """Summarise what paid jobs cost, by recipe, stage or day (from the journal)."""
     from rich.markup import escape
 
-    from motionflow.cli_tables import Column, print_table
+    from motionflow.cli.tables import Column, print_table
     from motionflow.ledger import spend_rows
 
-    root = _root(cache_dir)
-    with _errors():
+    root = cache_root(cache_dir)
+    with handle_errors():
         rows = spend_rows(root, by=by, simulated=simulated)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows]))
         return
-    console = _console()
+    console = make_console()
     if not rows:
         console.print("No paid jobs in the journal.")
         return
@@ -392,19 +384,19 @@ def spend(cache_dir: str | None, by: str, simulated: bool, as_json: bool) -> Non
     cells: list[tuple[str, ...]] = []
     for r in rows:
         note = f" ({r.unconfirmed} est.)" if r.unconfirmed else ""
-        doubt = f"{r.in_doubt} (up to {_money(r.in_doubt_usd)})" if r.in_doubt else "-"
+        doubt = f"{r.in_doubt} (up to {money(r.in_doubt_usd)})" if r.in_doubt else "-"
         cells.append(
             (
                 escape(r.group),
                 str(r.jobs),
-                _money(r.estimated_usd),
-                _money(r.charged_usd) + note,
+                money(r.estimated_usd),
+                money(r.charged_usd) + note,
                 doubt,
             )
         )
     total = sum(r.charged_usd for r in rows)
     cells.append(
-        ("[bold]total[/]", str(sum(r.jobs for r in rows)), "", f"[bold]{_money(total)}[/]", "")
+        ("[bold]total[/]", str(sum(r.jobs for r in rows)), "", f"[bold]{money(total)}[/]", "")
     )
     caption = (
         "(n est.): n jobs counted at their estimate" if any(r.unconfirmed for r in rows) else None

@@ -1,7 +1,6 @@
 """How ``motionflow run`` shows a run while it works: event lines, paid jobs, heartbeats.
 
-This is part of the CLI (the one place besides ``cli.py`` that prints or imports rich): it
-renders :mod:`motionflow.events`, which the library emits without printing anything. On a
+It renders :mod:`motionflow.events`, which the library emits without printing anything. On a
 terminal it is a live display: a bar of stage instances and a table of every paid job in
 flight, with its state and age. Anywhere else (a pipe, a CI log) it prints one line per event
 and, at least every ``MOTIONFLOW_HEARTBEAT_SECONDS`` (default 30), a heartbeat on stderr::

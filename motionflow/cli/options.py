@@ -1,0 +1,203 @@
+"""The options commands share, and the recipe, cache and plan their values stand for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from motionflow.cli.errors import handle_errors
+from motionflow.errors import UsageError
+
+if TYPE_CHECKING:
+    from motionflow.plan import Plan
+    from motionflow.recipe.loader import Recipe
+    from motionflow.targets import Targets
+
+__all__ = [
+    "cache_option",
+    "cache_root",
+    "load",
+    "max_usd_option",
+    "open_cache",
+    "plan_recipe",
+    "publish_from_cli",
+    "recipe_options",
+    "target_options",
+    "targets_from",
+]
+
+
+def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``RECIPE`` argument, ``--var NAME=VALUE`` (repeatable), ``--allow-outside-project``."""
+    func = click.option(
+        "--allow-outside-project",
+        is_flag=True,
+        help="Allow recipe input paths outside the project folder.",
+    )(func)
+    func = click.option(
+        "--var", "var", multiple=True, metavar="NAME=VALUE", help="Override a recipe var."
+    )(func)
+    return click.argument("recipe", type=click.Path(dir_okay=False))(func)
+
+
+def target_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--only AXIS=VALUE`` and ``--stage NAME`` (both repeatable): see motionflow.targets."""
+    func = click.option(
+        "--stage",
+        "target_stages",
+        multiple=True,
+        metavar="NAME",
+        help="Only this stage's instances and what they need (repeatable).",
+    )(func)
+    return click.option(
+        "--only",
+        "only",
+        multiple=True,
+        metavar="AXIS=VALUE",
+        help="Only the variants with this matrix value (repeatable; an axis twice: either).",
+    )(func)
+
+
+def cache_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--cache DIR`` (env ``MOTIONFLOW_CACHE``), passed as ``cache_dir``."""
+    return click.option(
+        "--cache",
+        "cache_dir",
+        envvar="MOTIONFLOW_CACHE",
+        metavar="DIR",
+        help="Cache directory [env MOTIONFLOW_CACHE; default: the user cache dir].",
+    )(func)
+
+
+def _dollars(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``--max-usd``: a finite number of dollars >= 0 (a NaN budget would let any plan through)."""
+    del ctx, param
+    if value is None:
+        return None
+    from motionflow.money import usd_problem
+
+    try:
+        number: object = float(value)
+    except ValueError:
+        number = value
+    problem = usd_problem(number)
+    if problem is not None or not isinstance(number, float):
+        msg = (
+            f"{problem}; pass a finite number of dollars >= 0, e.g. --max-usd 12.50, or "
+            "leave it out to use the recipe's budget.max_usd"
+        )
+        raise click.BadParameter(msg)
+    return number
+
+
+def max_usd_option(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--max-usd USD``, a budget (checked: finite and >= 0) that replaces budget.max_usd."""
+    return click.option("--max-usd", metavar="USD", callback=_dollars, help=text)
+
+
+def targets_from(only: tuple[str, ...], target_stages: tuple[str, ...]) -> Targets:
+    """The targets of ``--only`` and ``--stage``."""
+    from motionflow.targets import Targets
+
+    return Targets(tuple(only), tuple(target_stages))
+
+
+def _parse_vars(values: tuple[str, ...]) -> dict[str, Any]:
+    from motionflow.recipe.loader import parse_var
+
+    parsed: dict[str, Any] = {}
+    for text in values:
+        try:
+            name, value = parse_var(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--var") from exc
+        parsed[name] = value
+    return parsed
+
+
+def load(recipe: str, var: tuple[str, ...], allow_outside: bool) -> Recipe:
+    """The recipe at ``recipe`` with the ``--var`` overrides, every problem collected.
+
+    Raises:
+        click.BadParameter: a ``--var`` is not ``NAME=VALUE``.
+    """
+    from motionflow.recipe.loader import load_recipe
+
+    return load_recipe(
+        recipe,
+        overrides=_parse_vars(var),
+        allow_outside_project=allow_outside,
+        keep_going=True,
+    )
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    """The folder of ``--cache``, or the default cache folder."""
+    from motionflow.cache.store import default_cache_dir
+
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
+def open_cache(cache_dir: str | None) -> Any:
+    """The cache at ``--cache`` (or the default); the caller closes it."""
+    from motionflow.cache.store import Cache, default_cache_dir
+
+    return Cache(Path(cache_dir) if cache_dir else default_cache_dir())
+
+
+def plan_recipe(
+    recipe: str,
+    var: tuple[str, ...],
+    allow_outside: bool,
+    cache_dir: str | None,
+    targets: Targets | None = None,
+) -> tuple[Recipe, Plan]:
+    """Load and plan a recipe; a problem is reported and exits (see ``handle_errors``)."""
+    from motionflow.targets import targeted_plan
+
+    with handle_errors():
+        loaded = load(recipe, var, allow_outside)
+        cache = open_cache(cache_dir)
+        try:
+            return loaded, targeted_plan(loaded, cache, targets)
+        finally:
+            cache.close()
+    raise AssertionError  # pragma: no cover - handle_errors() exits
+
+
+def publish_from_cli(kind: str | None, options: tuple[str, ...]) -> Any:
+    """The ``--publish KIND --publish-option key=value ...`` spec, or None without ``kind``.
+
+    Deprecated here: it validates against the recipe's models, a layer above this package;
+    its home is the CLI (its only caller). Kept until the CLI has its own copy.
+
+    Raises:
+        UsageError: an option is not ``key=value`` or the spec is invalid for ``kind``.
+    """
+    if kind is None:
+        if options:
+            msg = "--publish-option needs --publish KIND (url, static, s3, empiriolabs-upload)"
+            raise UsageError(msg)
+        return None
+    data: dict[str, Any] = {"kind": kind}
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or not name.strip():
+            msg = f"--publish-option {option!r} is not key=value, e.g. base_url=https://cdn/x"
+            raise UsageError(msg)
+        data[name.strip().replace("-", "_")] = value
+    from pydantic import TypeAdapter, ValidationError
+
+    from motionflow.recipe.schema import PublishSpec
+
+    try:
+        return TypeAdapter(PublishSpec).validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'kind'}: {e['msg']}" for e in exc.errors()
+        )
+        msg = f"--publish {kind}: {problems}. See docs/publishers.md"
+        raise UsageError(msg) from exc
