@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from motionflow.version import __version__
-
 __all__ = ["__version__", "load_recipe", "plan", "run"]
 
 if TYPE_CHECKING:
@@ -91,3 +89,12 @@ async def run(
         )
     finally:
         cache.close()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the package metadata on first use
+        from motionflow.version import installed_version
+
+        return installed_version()
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

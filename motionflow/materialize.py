@@ -11,7 +11,7 @@ from motionflow.graph import Instance
 from motionflow.manifest import Manifest, entry_name
 from motionflow.outfile import atomic_copy, atomic_write_text, out_write_error
 from motionflow.recipe.matrix import Variant
-from motionflow.version import __version__
+from motionflow.version import installed_version
 
 __all__ = ["materialize"]
 
@@ -43,7 +43,7 @@ def _receipt(
         "generation": record.get("meta", {}),
         **({"imported": record["imported"]} if "imported" in record else {}),
         "created_at": record.get("created_at"),
-        "motionflow_version": record.get("motionflow_version", __version__),
+        "motionflow_version": record.get("motionflow_version", installed_version()),
     }
 
 

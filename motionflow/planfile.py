@@ -23,7 +23,7 @@ from motionflow.outfile import atomic_write_text
 from motionflow.plan import Plan, PlannedInstance
 from motionflow.providers.pricing import price_table
 from motionflow.resolve import known_components
-from motionflow.version import __version__
+from motionflow.version import installed_version
 
 if TYPE_CHECKING:
     from motionflow.budget import BudgetCheck
@@ -96,7 +96,7 @@ def plan_document(
     body: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
-        "motionflow": __version__,
+        "motionflow": installed_version(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "recipe": {
             "name": recipe.name,

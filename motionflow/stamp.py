@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import blake3
 
 from motionflow.limits import MAX_RECIPE_BYTES
-from motionflow.version import __version__
+from motionflow.version import installed_version
 
 if TYPE_CHECKING:
     from motionflow.cache.store import Cache
@@ -61,7 +61,7 @@ def _context(
         # the index's identity only: its mtime moves whenever any recipe runs
         "index": index[2] if index else None,
         "version": STAMP_VERSION,
-        "motionflow": __version__,
+        "motionflow": installed_version(),
         "recipe": str(recipe),
         "recipe_digest": blake3.blake3(recipe.read_bytes()).hexdigest(),
         "root": str(find_project_root(recipe.parent)),

@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from motionflow.cli.errors import last_resort
-from motionflow.version import __version__
 
 __all__ = ["COMMANDS", "Commands", "main"]
 
@@ -55,7 +54,7 @@ class Commands(click.Group):
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="motionflow")
+@click.version_option(package_name="motionflow", prog_name="motionflow")
 def main() -> None:
     """Turn YAML recipes into Kling v3 Motion Control videos, paying for each generation once."""
     # Planning a large sweep allocates hundreds of thousands of small, long-lived objects;

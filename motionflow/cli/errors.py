@@ -11,7 +11,6 @@ import click
 
 from motionflow.cli.format import make_console
 from motionflow.errors import MotionflowError, RecipeError
-from motionflow.version import __version__
 
 __all__ = ["EX_SOFTWARE", "die", "handle_errors", "internal_error", "last_resort"]
 
@@ -68,6 +67,7 @@ def internal_error(exc: Exception) -> NoReturn:
     import os
 
     from motionflow.providers.redact import Redactor
+    from motionflow.version import installed_version
 
     redact = Redactor(os.environ.get("EMPIRIOLABS_API_KEY", ""))
     if os.environ.get("MOTIONFLOW_DEBUG") == "1":
@@ -77,7 +77,7 @@ def internal_error(exc: Exception) -> NoReturn:
     detail = " ".join(str(exc).split()) or "(no message)"
     line = (
         f"internal error: {type(exc).__name__}: {detail}; this is a bug in motionflow: "
-        f"please report it with the command you ran (motionflow --version: {__version__})"
+        f"please report it with the command you ran (motionflow --version: {installed_version()})"
     )
     sys.stderr.write(redact(line) + "\n")
     sys.stderr.flush()

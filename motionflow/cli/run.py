@@ -26,7 +26,7 @@ from motionflow.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from motionflow.executor import RunResult
+    from motionflow.engine import RunResult
     from motionflow.plan import Plan
     from motionflow.recipe.loader import Recipe
 
@@ -215,9 +215,7 @@ def run(
     import asyncio
     import time
 
-    from motionflow.cli.progress import RunProgress
-    from motionflow.executor import execute
-    from motionflow.providers.session import options_from_env
+    from motionflow.providers.options import options_from_env
     from motionflow.targets import targeted_plan
 
     console = make_console(stderr=as_json)
@@ -250,6 +248,10 @@ def run(
             limit = _spending_limit(
                 planned, limit, yes=yes or reviewed is not None, interactive=not as_json
             )
+            # the engine (httpx, PyAV, the simulator) loads only once there is something to run
+            from motionflow.cli.progress import RunProgress
+            from motionflow.engine import execute
+
             started = time.time()
             with RunProgress(console, len(planned.items), quiet=quiet, as_json=as_json) as progress:
                 result = asyncio.run(

@@ -50,7 +50,7 @@ from motionflow.plan import Plan, PlannedInstance, already_paid
 from motionflow.providers.options import GenerationOptions, options_from_env
 from motionflow.resolve import bind, key_components, record_outputs
 from motionflow.stages.base import StageContext, StageResult
-from motionflow.version import __version__
+from motionflow.version import installed_version
 
 __all__ = ["execute"]
 
@@ -263,7 +263,7 @@ class _Run:
             "outputs": outputs,
             "meta": {**result.meta, "recipe": self.plan.recipe.name},  # `plan` names the maker
             "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "motionflow_version": __version__,
+            "motionflow_version": installed_version(),
         }
 
     def after(

@@ -106,8 +106,8 @@ async def render_simulated_video(
     # A unique hidden sibling (not mkstemp: ffmpeg creates it, so the usual umask applies).
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part.mp4")
     args = [
-        # Input 0: the still image, repeated as a 24 fps stream.
-        *("-loop", "1", "-framerate", str(SIMULATED_FPS), "-i", ffmpeg_path(image)),
+        # Input 0: the still image, read once (the graph repeats it: ``loop`` below).
+        *("-i", ffmpeg_path(image)),
         # Input 1: the reference, looped so a short clip still covers ``seconds``.
         *("-stream_loop", "-1", "-i", ffmpeg_path(video)),
         *("-filter_complex", graph, "-map", "[out]"),
@@ -137,7 +137,11 @@ def _filter_graph(
         f"scale={width}:{height}:force_original_aspect_ratio=increase,"
         f"crop={width}:{height},setsar=1,eq=brightness=-0.08[bg]"
     )
-    fg = f"[0:v]scale=-2:{fg_height},format=rgba[fg]"
+    # The image is decoded and scaled once, then repeated: with ``-loop 1`` on the input,
+    # ffmpeg decoded and scaled it again for every frame, 2/3 of the render's CPU time.
+    fg = (
+        f"[0:v]scale=-2:{fg_height},format=rgba,loop=loop=-1:size=1:start=0,fps={SIMULATED_FPS}[fg]"
+    )
     # Sway left/right every 3 s and bob twice a second: the character visibly "moves".
     overlay = (
         f"[bg][fg]overlay=x='(W-w)/2+{sway}*sin(2*PI*t/3)'"
