@@ -106,12 +106,29 @@ def repaint(image: Path) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
-    root = tmp_path / "proj"
+    return new_project(tmp_path)
+
+
+def new_project(base: Path) -> Project:
+    """A project folder under ``base`` with the sample assets, and its own cache beside it."""
+    root = base / "proj"
     (root / "assets").mkdir(parents=True)
     (root / "motionflow.toml").write_text("", encoding="utf-8")
     for name in ("hero.png", "dance.mp4"):
         shutil.copy(ASSETS / name, root / "assets" / name)
-    return Project(root, tmp_path / "cache")
+    return Project(root, base / "cache")
+
+
+def clone_into(source: Project, project: Project) -> Project:
+    """Make ``project`` a copy of ``source``: its folder and its cache, at the test's own paths.
+
+    For tests that start from the same finished run: the module runs it once (a run costs
+    seconds) and every test gets its own copy to change.
+    """
+    shutil.rmtree(project.root)
+    shutil.copytree(source.root, project.root, symlinks=True)
+    shutil.copytree(source.cache, project.cache, symlinks=True)
+    return project
 
 
 @pytest.fixture
@@ -290,3 +307,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 red=True,
             )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+#: The files that take longest (``pytest --durations=0``, summed per file), longest first.
+#: pytest-xdist hands whole files (``--dist loadfile``) to workers in collection order, so
+#: starting these first keeps one worker from finishing a long file alone at the end. Order
+#: only changes the wall time of a run, never its results.
+LONG_FILES = (
+    "test_report_browser.py",
+    "test_money_model.py",
+    "test_hostile_corpus.py",
+    "test_generation.py",
+    "test_why.py",
+    "test_run.py",
+    "test_doubt_and_loss.py",
+    "test_reliability.py",
+    "test_cache_manage.py",
+    "test_gallery_history.py",
+    "test_money_path.py",
+    "test_targets.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    first = {name: rank for rank, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: first.get(item.path.name, len(LONG_FILES)))  # stable

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import ASSETS, Project
+from conftest import ASSETS, Project, clone_into, new_project
 
 from motionflow.fakeapi.render import render_simulated_video, wrap_prompt
 from motionflow.media.fonts import ENV_FONT
@@ -49,17 +49,27 @@ def _options(html: str) -> list[str]:
     return re.findall(r'<option value="([^"]+)"', select.group(1))
 
 
-def _two_runs(project: Project) -> Path:
-    project.write("hist.yaml", RECIPE)
+@pytest.fixture(scope="module")
+def _ran_twice(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The recipe run with two styles, once for the module (each test gets a copy)."""
+    source = new_project(tmp_path_factory.mktemp("hist"))
+    source.write("hist.yaml", RECIPE)
     for style in ("in the rain", "at dawn"):
-        proc = project.cli("run", "hist.yaml", "--quiet", "--var", f"style={style}")
+        proc = source.cli("run", "hist.yaml", "--quiet", "--var", f"style={style}")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    return project.out("hist")
+    return source
+
+
+@pytest.fixture
+def two_runs(project: Project, _ran_twice: Project) -> Project:
+    """A project where the recipe ran twice, with two styles: ``out/hist`` has two records."""
+    return clone_into(_ran_twice, project)
 
 
 @pytest.mark.slow
-def test_each_run_leaves_a_record_and_the_page_keeps_earlier_runs(project: Project) -> None:
-    out = _two_runs(project)
+def test_each_run_leaves_a_record_and_the_page_keeps_earlier_runs(two_runs: Project) -> None:
+    project = two_runs
+    out = project.out("hist")
     records = _records(out)
     assert [r["overrides"] for r in records] == [{"style": "in the rain"}, {"style": "at dawn"}]
     assert [(r["ran"], r["reused"], r["missing"]) for r in records] == [(2, 0, 0), (2, 0, 0)]
@@ -86,8 +96,9 @@ def test_each_run_leaves_a_record_and_the_page_keeps_earlier_runs(project: Proje
 
 
 @pytest.mark.slow
-def test_a_video_gone_from_the_cache_says_so(project: Project) -> None:
-    out = _two_runs(project)
+def test_a_video_gone_from_the_cache_says_so(two_runs: Project) -> None:
+    project = two_runs
+    out = project.out("hist")
     earlier = _records(out)[0]
     for result in earlier["results"]:  # type: ignore[attr-defined]
         hexd = result["video_digest"].removeprefix("blake3:")
@@ -104,8 +115,9 @@ def test_a_video_gone_from_the_cache_says_so(project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_a_broken_record_is_skipped_with_a_warning(project: Project) -> None:
-    out = _two_runs(project)
+def test_a_broken_record_is_skipped_with_a_warning(two_runs: Project) -> None:
+    project = two_runs
+    out = project.out("hist")
     (out / "runs" / "29990101T000000-000000.json").write_text("{not json", encoding="utf-8")
     (out / "runs" / "29990101T000001-000000.json").write_text('{"format": 99}', encoding="utf-8")
     proc = project.cli("report", "hist.yaml")
@@ -116,8 +128,9 @@ def test_a_broken_record_is_skipped_with_a_warning(project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_report_alone_writes_no_record(project: Project) -> None:
-    out = _two_runs(project)
+def test_report_alone_writes_no_record(two_runs: Project) -> None:
+    project = two_runs
+    out = project.out("hist")
     proc = project.cli("report", "hist.yaml")
     assert proc.returncode == 0, proc.stderr
     assert "2 video(s), 1 earlier run(s)" in proc.stdout
@@ -176,9 +189,10 @@ def test_long_prompts_wrap_and_are_cut() -> None:
 
 
 @pytest.mark.slow
-def test_a_cached_run_with_other_vars_refreshes_the_gallery(project: Project) -> None:
+def test_a_cached_run_with_other_vars_refreshes_the_gallery(two_runs: Project) -> None:
     """Back to earlier vars, all cached: out/ changes, so the gallery and history follow."""
-    out = _two_runs(project)
+    project = two_runs
+    out = project.out("hist")
     again = project.cli("run", "hist.yaml", "--quiet", "--var", "style=in the rain")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "in the rain" in json.dumps(_records(out)[-1]["overrides"])

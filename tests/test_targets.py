@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Project
+from conftest import Project, clone_into, new_project
 
 from motionflow.manifest import Manifest
 
@@ -41,6 +41,22 @@ Snapshot = Callable[[Path], dict[str, tuple[int, int]]]
 
 def sweep(project: Project, text: str = SWEEP) -> Path:
     return project.write("sweep.yaml", text)
+
+
+@pytest.fixture(scope="module")
+def _swept_once(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The whole sweep, run once for the module: 3 variants, 3 paid (simulated) takes."""
+    source = new_project(tmp_path_factory.mktemp("swept"))
+    sweep(source)
+    first = source.run_json("sweep.yaml")
+    assert (first["_exit"], first["jobs_submitted"]) == (0, 3), first["_stderr"]
+    return source
+
+
+@pytest.fixture
+def swept(project: Project, _swept_once: Project) -> Project:
+    """A project where the whole sweep ran (a copy of the module's run)."""
+    return clone_into(_swept_once, project)
 
 
 def variants_of(plan: dict[str, object], stage: str) -> list[str]:
@@ -118,11 +134,10 @@ def test_unknown_targets_exit_2_with_a_hint(
 
 @pytest.mark.slow
 def test_a_targeted_run_pays_for_its_variants_and_leaves_the_others(
-    project: Project, files_under: Snapshot
+    swept: Project, files_under: Snapshot
 ) -> None:
-    recipe = sweep(project)
-    first = project.run_json("sweep.yaml")
-    assert first["jobs_submitted"] == 3
+    project = swept
+    recipe = project.root / "sweep.yaml"
     out = project.out("sweep")
     others = {
         name: files_under(out / name) for name in ("red-jacket_beach", "white-hoodie_rooftop")
@@ -166,10 +181,10 @@ def test_a_full_run_after_a_targeted_one_is_not_a_no_op(project: Project) -> Non
 
 @pytest.mark.slow
 def test_a_targeted_run_removes_stale_outputs_of_its_own_variants_only(
-    project: Project,
+    swept: Project,
 ) -> None:
-    recipe = sweep(project)
-    assert project.run_json("sweep.yaml")["_exit"] == 0
+    project = swept
+    recipe = project.root / "sweep.yaml"
     out = project.out("sweep")
     # white hoodie leaves the matrix: its files are stale, but only a full run removes them
     recipe.write_text(recipe.read_text().replace("[red jacket, white hoodie]", "[red jacket]"))
@@ -182,9 +197,8 @@ def test_a_targeted_run_removes_stale_outputs_of_its_own_variants_only(
 
 
 @pytest.mark.slow
-def test_why_impact_and_report_take_targets(project: Project) -> None:
-    sweep(project)
-    project.run_json("sweep.yaml")
+def test_why_impact_and_report_take_targets(swept: Project) -> None:
+    project = swept
     why = project.cli("why", "sweep.yaml", "--only", "setting=beach", "--stage", "take")
     assert why.returncode == 0, why.stderr
     assert "red-jacket_beach" in why.stdout and "rooftop" not in why.stdout

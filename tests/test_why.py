@@ -7,15 +7,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_RECIPE, Project, repaint
+from conftest import SMALL_RECIPE, Project, clone_into, new_project, repaint
 
 RECIPE = SMALL_RECIPE
 
 
-def ran(project: Project) -> None:
-    project.write("small.yaml", RECIPE)
-    result = project.run_json("small.yaml")
+@pytest.fixture(scope="module")
+def _ran_once(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """The small recipe, run once for the module."""
+    source = new_project(tmp_path_factory.mktemp("ran"))
+    source.write("small.yaml", RECIPE)
+    result = source.run_json("small.yaml")
     assert (result["_exit"], result["jobs_submitted"]) == (0, 2), result["_stderr"]
+    return source
+
+
+@pytest.fixture
+def ran(project: Project, _ran_once: Project) -> Project:
+    """A project where the small recipe ran (a copy of the module's run)."""
+    return clone_into(_ran_once, project)
 
 
 def why(project: Project, *args: str) -> str:
@@ -30,15 +40,15 @@ def repaint_hero(project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_unchanged_instances_say_so(project: Project) -> None:
-    ran(project)
+def test_unchanged_instances_say_so(ran: Project) -> None:
+    project = ran
     out = why(project)
     assert out.count("unchanged (cached)") == 1 and "4 instances: " in out  # said once, for all
 
 
 @pytest.mark.slow
-def test_prompt_edit_shows_a_text_diff(project: Project) -> None:
-    ran(project)
+def test_prompt_edit_shows_a_text_diff(ran: Project) -> None:
+    project = ran
     project.write("small.yaml", RECIPE.replace("on a rooftop", "on a beach"))
     out = why(project, "take", "--variant", "red-jacket")
     assert "take[red-jacket]" in out and "white-hoodie" not in out
@@ -49,8 +59,8 @@ def test_prompt_edit_shows_a_text_diff(project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_param_edit_shows_old_and_new(project: Project) -> None:
-    ran(project)
+def test_param_edit_shows_old_and_new(ran: Project) -> None:
+    project = ran
     project.write("small.yaml", RECIPE.replace("duration: 3", "duration: 4"))
     out = why(project, "take")
     assert out.count("duration: 3 -> 4") == 1 and "2 instances: take[" in out  # once for both
@@ -58,8 +68,8 @@ def test_param_edit_shows_old_and_new(project: Project) -> None:
 
 
 @pytest.mark.slow
-def test_input_change_shows_the_digests(project: Project) -> None:
-    ran(project)
+def test_input_change_shows_the_digests(ran: Project) -> None:
+    project = ran
     old = json.loads(project.cli("why", "small.yaml", "take", "--json").stdout)
     old_digest = old["instances"][0]["components"]["params"]["image"]["$file"]
     repaint_hero(project)
@@ -81,9 +91,9 @@ def test_unknown_stage_or_variant_is_a_usage_error(project: Project) -> None:
 
 @pytest.mark.slow
 def test_impact_prices_an_edit_and_writes_nothing(
-    project: Project, files_under: Callable[[Path], dict[str, tuple[int, int]]]
+    ran: Project, files_under: Callable[[Path], dict[str, tuple[int, int]]]
 ) -> None:
-    ran(project)
+    project = ran
     project.write("small.yaml", RECIPE.replace("on a rooftop", "on a beach"))
     # diskcache rewrites its settings rows whenever the index is opened (plan does the same):
     # everything else, results, blobs, journal, stamps and out/, must not move
@@ -106,8 +116,8 @@ def test_impact_prices_an_edit_and_writes_nothing(
 
 
 @pytest.mark.slow
-def test_impact_of_nothing(project: Project) -> None:
-    ran(project)
+def test_impact_of_nothing(ran: Project) -> None:
+    project = ran
     out = project.cli("impact", "small.yaml").stdout
     assert "No impact" in out and "$0.00" in out
 
