@@ -310,25 +310,39 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 #: The files that take longest (``pytest --durations=0``, summed per file), longest first.
-#: pytest-xdist hands whole files (``--dist loadfile``) to workers in collection order, so
-#: starting these first keeps one worker from finishing a long file alone at the end. Order
-#: only changes the wall time of a run, never its results.
+#: pytest-xdist hands whole files (``--dist loadfile``) to workers in collection order (with
+#: ``--no-loadscope-reorder``; by default it puts the files with most tests first), so starting
+#: these first keeps one worker from finishing a long file alone at the end. Order only
+#: changes the wall time of a run, never its results.
 LONG_FILES = (
-    "test_report_browser.py",
     "test_money_model.py",
-    "test_hostile_corpus.py",
     "test_generation.py",
-    "test_why.py",
-    "test_run.py",
+    "test_hostile_corpus.py",
     "test_doubt_and_loss.py",
+    "test_report_browser.py",
     "test_reliability.py",
-    "test_cache_manage.py",
-    "test_gallery_history.py",
     "test_money_path.py",
+    "test_run.py",
+    "test_cache_manage.py",
+    "test_hostile_cache.py",
     "test_targets.py",
+    "test_hostile_env.py",
+    "test_hostile_import.py",
+    "test_progress.py",
+    "test_key_and_clock.py",
+    "test_readme.py",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     first = {name: rank for rank, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: first.get(item.path.name, len(LONG_FILES)))  # stable
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core, plus one.
+
+    Many tests spend seconds waiting on the fake service (queued jobs, retention windows,
+    heartbeats) rather than computing: the extra worker fills those waits (docs/testing.md).
+    """
+    return (os.cpu_count() or 1) + 1
