@@ -268,6 +268,7 @@ def test_price_table_prices_must_be_finite_amounts(
         assert "unset MOTIONFLOW_PRICES" in proc.stderr
         assert "$nan" not in proc.stdout
     assert not project.out("small").exists()
+    assert not project.cache.exists()  # refused before the cache is opened
 
 
 @pytest.mark.parametrize("field", ["estimated_usd", "to_run", "budget"])

@@ -156,10 +156,12 @@ def plan_recipe(
     targets: Targets | None = None,
 ) -> tuple[Recipe, Plan]:
     """Load and plan a recipe; a problem is reported and exits (see ``handle_errors``)."""
+    from motionflow.providers.pricing import price_table
     from motionflow.targets import targeted_plan
 
     with handle_errors():
         loaded = load(recipe, var, allow_outside)
+        price_table()  # a broken MOTIONFLOW_PRICES is refused before the cache is opened
         cache = open_cache(cache_dir)
         try:
             return loaded, targeted_plan(loaded, cache, targets)
@@ -171,8 +173,8 @@ def plan_recipe(
 def publish_from_cli(kind: str | None, options: tuple[str, ...]) -> Any:
     """The ``--publish KIND --publish-option key=value ...`` spec, or None without ``kind``.
 
-    Deprecated here: it validates against the recipe's models, a layer above this package;
-    its home is the CLI (its only caller). Kept until the CLI has its own copy.
+    It validates against the recipe's publisher models (``recipe.schema.PublishSpec``), so a
+    flag is checked exactly like a recipe's ``publish:``.
 
     Raises:
         UsageError: an option is not ``key=value`` or the spec is invalid for ``kind``.

@@ -41,11 +41,13 @@ def _preview_plan(
     from pathlib import Path
 
     from motionflow.cache.store import default_cache_dir
+    from motionflow.providers.pricing import price_table
     from motionflow.targets import targeted_plan
     from motionflow.why import PreviewCache
 
     with handle_errors():
         loaded = load(recipe, var, allow_outside)
+        price_table()  # a broken MOTIONFLOW_PRICES is refused before the cache is opened
         cache = PreviewCache(Path(cache_dir) if cache_dir else default_cache_dir())
         try:
             return targeted_plan(loaded, cache, targets)
