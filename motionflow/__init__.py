@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from motionflow.engine import RunResult
     from motionflow.events import Event
-    from motionflow.executor import RunResult
     from motionflow.plan import Plan, PlannedInstance
     from motionflow.recipe.loader import Recipe
 
@@ -74,7 +74,7 @@ async def run(
         BudgetError: the plan costs more than the budget (nothing runs).
     """
     from motionflow.cache.store import Cache, default_cache_dir
-    from motionflow.executor import execute
+    from motionflow.engine import execute
     from motionflow.money import finite_usd
     from motionflow.plan import make_plan
 

@@ -1,18 +1,13 @@
-"""The executor's public names, kept where the CLI and tests import them (see motionflow.engine)."""
+"""Where ``execute`` and ``RunResult`` lived before :mod:`motionflow.engine`: an alias of it."""
 
 from __future__ import annotations
 
-from motionflow.engine.backend import Backend, LocalBackend
-from motionflow.engine.generation import Generations, GenerationsFactory, open_generations
-from motionflow.engine.result import RunResult
-from motionflow.engine.run import execute
+from typing import Any
 
-__all__ = [
-    "Backend",
-    "Generations",
-    "GenerationsFactory",
-    "LocalBackend",
-    "RunResult",
-    "execute",
-    "open_generations",
-]
+from motionflow import engine as _engine
+
+__all__ = _engine.__all__
+
+
+def __getattr__(name: str) -> Any:
+    return getattr(_engine, name)  # loaded on first use, as engine's own names are

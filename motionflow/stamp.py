@@ -24,7 +24,7 @@ from motionflow.version import installed_version
 
 if TYPE_CHECKING:
     from motionflow.cache.store import Cache
-    from motionflow.executor import RunResult
+    from motionflow.engine import RunResult
     from motionflow.plan import Plan
 
 __all__ = ["STAMP_VERSION", "check_stamp", "write_stamp"]

@@ -55,11 +55,13 @@ LAYERS: list[tuple[str, ...]] = [
 
 @dataclass(frozen=True)
 class Edge:
-    """``source`` imports ``target``, at ``where`` (``path:line``)."""
+    """``source`` imports ``target``, at ``where`` (``path:line``); ``names`` are the names a
+    ``from target import ...`` takes."""
 
     source: str
     target: str
     where: str
+    names: tuple[str, ...] = ()
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -78,6 +80,7 @@ def imports_of_package(root: Path = PACKAGE, *, external: bool = False) -> list[
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         for node in ast.walk(tree):
             targets: list[str] = []
+            names: tuple[str, ...] = ()
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -89,12 +92,13 @@ def imports_of_package(root: Path = PACKAGE, *, external: bool = False) -> list[
                 # ``from pkg import mod`` imports the module pkg.mod, not only pkg
                 subs = [f"{module}.{a.name}" for a in node.names if f"{module}.{a.name}" in files]
                 targets = subs or [module]
+                names = () if subs else tuple(a.name for a in node.names)
             where = f"{path.relative_to(root.parent)}:{getattr(node, 'lineno', 0)}"
             for target in targets:
                 inside = target in files and target != name
                 outside = external and target.split(".")[0] != root.name
                 if inside or outside:
-                    edges.append(Edge(name, target, where))
+                    edges.append(Edge(name, target, where, names))
     return edges
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -129,14 +128,10 @@ class Service:
 
 def new_project(tmp_path: Path) -> tuple[Path, Path]:
     """A project folder with the sample assets, and a cache folder beside it."""
-    from conftest import ASSETS
+    import conftest
 
-    root = tmp_path / "proj"
-    (root / "assets").mkdir(parents=True)
-    (root / "motionflow.toml").write_text("", encoding="utf-8")
-    for name in ("hero.png", "dance.mp4"):
-        shutil.copy(ASSETS / name, root / "assets" / name)
-    return root, tmp_path / "cache"
+    project = conftest.new_project(tmp_path)
+    return project.root, project.cache
 
 
 def make_service(root: Path, cache: Path, **config: Any) -> Service:

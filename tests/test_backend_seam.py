@@ -11,9 +11,9 @@ from conftest import TINY_RECIPE, Project
 
 from motionflow import load_recipe
 from motionflow.cache.store import Cache
+from motionflow.engine import RunResult, execute
 from motionflow.engine.backend import Backend, LocalBackend
 from motionflow.engine.generation import Generations, open_generations
-from motionflow.executor import RunResult, execute
 from motionflow.graph import Instance
 from motionflow.plan import Plan, make_plan
 from motionflow.providers.options import GenerationOptions

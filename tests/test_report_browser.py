@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ASSETS, REPO, Project, chromium_or_skip
+from conftest import REPO, Project, chromium_or_skip, new_project
 
 # a real run and a real browser: seconds each, so out of the fast subset (-m "not slow")
 pytestmark = pytest.mark.slow
@@ -71,14 +71,6 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def _project(root: Path) -> Project:
-    (root / "proj" / "assets").mkdir(parents=True)
-    (root / "proj" / "motionflow.toml").write_text("", encoding="utf-8")
-    for name in ("hero.png", "dance.mp4"):
-        shutil.copy(ASSETS / name, root / "proj" / "assets" / name)
-    return Project(root / "proj", root / "cache")
-
-
 def _run(project: Project, recipe: str) -> Path:
     proc = project.cli("run", recipe, "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -87,7 +79,7 @@ def _run(project: Project, recipe: str) -> Path:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = _project(tmp_path_factory.mktemp("small"))
+    project = new_project(tmp_path_factory.mktemp("small"))
     project.write("small.yaml", SMALL)
     return _run(project, "small.yaml")
 
@@ -194,7 +186,7 @@ def test_compare_plays_chosen_videos_in_sync(browser: Any, small: Path) -> None:
 @pytest.mark.slow
 def test_sweep_recipe_gallery(browser: Any, tmp_path: Path) -> None:
     """The 20-variant sweep of recipes/sweep.yaml, end to end (about 30-60 s on simulate)."""
-    project = _project(tmp_path)
+    project = new_project(tmp_path)
     shutil.copy(REPO / "recipes" / "sweep.yaml", project.root / "sweep.yaml")
     index = _run(project, "sweep.yaml")
     page = Page(browser, index)
@@ -233,7 +225,7 @@ def _artifacts(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 2x2 recipe run twice: a draft `--var style=...`, then another style."""
-    project = _project(tmp_path_factory.mktemp("history"))
+    project = new_project(tmp_path_factory.mktemp("history"))
     project.write("small.yaml", HISTORY)
     for style in ("in the rain", "at dawn"):
         proc = project.cli("run", "small.yaml", "--quiet", "--var", f"style={style}")

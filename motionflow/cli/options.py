@@ -143,9 +143,9 @@ def cache_root(cache_dir: str | None) -> Path:
 
 def open_cache(cache_dir: str | None) -> Any:
     """The cache at ``--cache`` (or the default); the caller closes it."""
-    from motionflow.cache.store import Cache, default_cache_dir
+    from motionflow.cache.store import Cache
 
-    return Cache(Path(cache_dir) if cache_dir else default_cache_dir())
+    return Cache(cache_root(cache_dir))
 
 
 def plan_recipe(
@@ -154,15 +154,26 @@ def plan_recipe(
     allow_outside: bool,
     cache_dir: str | None,
     targets: Targets | None = None,
+    *,
+    preview: bool = False,
 ) -> tuple[Recipe, Plan]:
-    """Load and plan a recipe; a problem is reported and exits (see ``handle_errors``)."""
+    """Load and plan a recipe; a problem is reported and exits (see ``handle_errors``).
+
+    ``preview`` plans through a cache that is only read (``why`` and ``impact`` write
+    nothing to it).
+    """
     from motionflow.providers.pricing import price_table
     from motionflow.targets import targeted_plan
 
     with handle_errors():
         loaded = load(recipe, var, allow_outside)
         price_table()  # a broken MOTIONFLOW_PRICES is refused before the cache is opened
-        cache = open_cache(cache_dir)
+        if preview:
+            from motionflow.why import PreviewCache
+
+            cache = PreviewCache(cache_root(cache_dir))
+        else:
+            cache = open_cache(cache_dir)
         try:
             return loaded, targeted_plan(loaded, cache, targets)
         finally:

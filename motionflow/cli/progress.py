@@ -98,7 +98,7 @@ class _Job:
 
 
 class RunProgress:
-    """Renders run events; a reporter for :func:`motionflow.executor.execute`.
+    """Renders run events; a reporter for :func:`motionflow.engine.execute`.
 
     Args:
         console: where event lines and the live display go (stdout, or stderr with --json).

@@ -12,8 +12,8 @@ from motionflow.cli.errors import die, handle_errors
 from motionflow.cli.format import make_console, money, print_budget
 from motionflow.cli.options import (
     cache_option,
-    load,
     max_usd_option,
+    plan_recipe,
     recipe_options,
     target_options,
     targets_from,
@@ -38,22 +38,7 @@ def _preview_plan(
     targets: Targets | None = None,
 ) -> Plan:
     """Plan through a cache that is only read: ``why`` and ``impact`` write nothing."""
-    from pathlib import Path
-
-    from motionflow.cache.store import default_cache_dir
-    from motionflow.providers.pricing import price_table
-    from motionflow.targets import targeted_plan
-    from motionflow.why import PreviewCache
-
-    with handle_errors():
-        loaded = load(recipe, var, allow_outside)
-        price_table()  # a broken MOTIONFLOW_PRICES is refused before the cache is opened
-        cache = PreviewCache(Path(cache_dir) if cache_dir else default_cache_dir())
-        try:
-            return targeted_plan(loaded, cache, targets)
-        finally:
-            cache.close()
-    raise AssertionError  # pragma: no cover - handle_errors() exits
+    return plan_recipe(recipe, var, allow_outside, cache_dir, targets, preview=True)[1]
 
 
 def _components_line(components: dict[str, object]) -> str:

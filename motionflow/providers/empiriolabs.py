@@ -413,27 +413,10 @@ class EmpirioLabsClient:
         limit: int = 100,
         max_pages: int = USAGE_PAGE_BUDGET,
     ) -> UsageRead:
-        """Usage events since ``since``, newest first, following the pages to the last one.
+        """Usage events since ``since``, newest first, over this client's connection.
 
-        A page that says ``has_more`` is followed by asking for ``before=<next_cursor>``, or,
-        without a cursor, ``before=<the id of its last event>``. The read stops short, and
-        says so with ``complete=False``, when ``max_pages`` pages were read, when a page says
-        ``has_more`` but gives no way to ask for the next (or the same cursor twice), or when
-        a page after the first cannot be read. A partial read is not evidence that a charge
-        does not exist.
-
-        Args:
-            since: the earliest event time (the submit's ``sent_at``, minus a little slack).
-            model: only this model.
-            status: only events with this status (as the service spells it).
-            limit: events per page.
-            max_pages: pages to read at most (each is one rate-limited request).
-
-        Returns:
-            The events and whether they are all there (:class:`UsageRead`).
-
-        Raises:
-            ProviderError: the first page cannot be read (nothing was read).
+        See :func:`motionflow.providers.usage_pages.read_usage` for the arguments and for
+        when a read stops short (``complete=False``).
         """
         return await read_usage(
             self._conn, since, model=model, status=status, limit=limit, max_pages=max_pages
@@ -467,17 +450,8 @@ class EmpirioLabsClient:
 
     @_scrubbed
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> int:
-        """Stream an output video to ``dest`` (temp file, fsync, rename), without the key.
+        """Stream an output video to ``dest``, without the key; returns the bytes written.
 
-        Transient failures (connection errors, timeouts, 429, 5xx) are retried; a failed
-        download is never a reason to generate again (:func:`~.download.download`).
-
-        Returns:
-            The number of bytes written.
-
-        Raises:
-            ProviderError: the URL keeps failing, answers 4xx (expired?) or exceeds
-                ``max_bytes``.
-            CacheError: ``dest`` cannot be written.
+        See :func:`motionflow.providers.download.download` for retries and errors.
         """
         return await download(self._conn, url, dest, max_bytes=max_bytes)
