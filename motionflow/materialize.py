@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,41 @@ def _receipt(
             k: v["$file"] for k, v in params.items() if isinstance(v, dict) and "$file" in v
         },
         "environment": components.get("env", {}),
+        # the programs (ffmpeg) that made the bytes: recorded, never keyed; {} for results
+        # made before they were recorded
+        "tools": record.get("tools") if isinstance(record.get("tools"), dict) else {},
         "outputs": record.get("outputs", {}),
         "generation": record.get("meta", {}),
         **({"imported": record["imported"]} if "imported" in record else {}),
         "created_at": record.get("created_at"),
         "motionflow_version": record.get("motionflow_version", installed_version()),
     }
+
+
+def _receipt_outdated(
+    manifest: Manifest, name: str, receipt_rel: str, out_dir: Path, record: dict[str, Any]
+) -> bool:
+    """The record of an unchanged key was replaced since its receipt was written (a rebuild,
+    ``--rebuild-on-tool-change``): the files are written again, with the fresh receipt.
+
+    Usually decided from the receipt's mtime recorded in the manifest (written after the record
+    was made: current); only a receipt older than the record is read to compare.
+    """
+    made = record.get("created_at")
+    if not isinstance(made, str):
+        return False
+    try:
+        made_ns = int(datetime.fromisoformat(made).timestamp() * 1e9)
+    except (ValueError, OverflowError, OSError):
+        return False
+    stamp = manifest.entries.get(name, {}).get("files", {}).get(receipt_rel)
+    if stamp and stamp[1] >= made_ns:
+        return False
+    try:
+        written = json.loads((out_dir / receipt_rel).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(written, dict) or written.get("created_at") != made
 
 
 def _unsafe(field: Any, out: Any, declared: Any) -> str | None:
@@ -124,7 +154,10 @@ def materialize(
     base = f"{instance.stage}{suffix}"
     for variant in instance.variants:
         name = entry_name(instance, variant)
-        if manifest.files_current(name, key):
+        receipt_rel = str((out_dir / variant.id / f"{base}.receipt.json").relative_to(out_dir))
+        if manifest.files_current(name, key) and not _receipt_outdated(
+            manifest, name, receipt_rel, out_dir, record
+        ):
             continue
         outputs = record.get("outputs", {})
         for field, out in outputs.items():

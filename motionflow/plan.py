@@ -18,7 +18,14 @@ from motionflow.keys import instance_key
 from motionflow.manifest import Manifest, entry_name
 from motionflow.recipe.loader import Recipe
 from motionflow.recipe.schema import RemoteInput
-from motionflow.resolve import bind, key_components, record_outputs
+from motionflow.resolve import (
+    bind,
+    key_components,
+    record_outputs,
+    short_tool_version,
+    tool_changes,
+    tool_versions,
+)
 
 __all__ = [
     "Plan",
@@ -31,6 +38,7 @@ __all__ = [
     "make_plan",
     "resolve_inputs",
     "stage_reason",
+    "tool_change_reason",
 ]
 
 
@@ -51,6 +59,9 @@ class PlannedInstance:
         params: while it waits for an earlier stage (no key yet), its partial parameters
             (waiting ones hold ``UNRESOLVED``): a plan file records what is known of them.
         waits: the labels of the earlier instances it waits for (see ``brief_reason``).
+        tools: when its key is known, the versions of the external programs (ffmpeg) that
+            would make its bytes on this machine (recorded, never keyed; ``why`` compares
+            them with ``record["tools"]``).
     """
 
     instance: Instance
@@ -64,6 +75,7 @@ class PlannedInstance:
     record: dict[str, Any] | None = None
     params: BaseModel | None = None
     waits: tuple[str, ...] = ()
+    tools: dict[str, str] | None = None
 
     @property
     def made_by(self) -> dict[str, str | None] | None:
@@ -79,13 +91,19 @@ class PlannedInstance:
 
 @dataclass
 class Plan:
-    """What a run would do, and what it would cost."""
+    """What a run would do, and what it would cost.
+
+    ``rebuild`` holds the keys that are in the cache but must be computed again all the same
+    (``--rebuild-on-tool-change``: made with another ffmpeg than this machine's); the
+    executor does not reuse their records, and the fresh results replace them.
+    """
 
     recipe: Recipe
     graph: Graph
     items: list[PlannedInstance]
     inputs: dict[str, FileArtifact | None]
     previous: Manifest
+    rebuild: set[str] = field(default_factory=set)
 
     @property
     def to_run(self) -> list[PlannedInstance]:
@@ -186,12 +204,25 @@ def _where(instance: Instance, path: tuple[str | int, ...]) -> tuple[str | int, 
     return ("stages", instance.stage, "with", *path)
 
 
-def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Plan:
+def make_plan(
+    recipe: Recipe,
+    cache: Cache,
+    *,
+    graph: Graph | None = None,
+    rebuild_on_tool_change: bool = False,
+) -> Plan:
     """Plan a run: bind every instance, compute the keys that can be known, look up the cache.
+
+    Tool versions (ffmpeg's) are not part of keys. With ``rebuild_on_tool_change``, a hit
+    whose record says it was made with another version of a tool than this machine's is
+    planned as ``run`` (reason ``ffmpeg changed: 6.1 -> 7.0 (--rebuild-on-tool-change)``)
+    and its key goes into ``Plan.rebuild``. Records
+    made before tool versions were recorded are not rebuilt.
 
     Raises:
         RecipeError: every parameter problem of every instance (each reported once).
     """
+    rebuild: set[str] = set()
     graph = graph or build_graph(recipe, strict=False)
     for folder in (recipe.root, recipe.path.parent):
         if str(folder) not in sys.path:
@@ -268,6 +299,13 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
             item = _keyed(
                 instance, params, components, key, records.get(key), cache, previous, provider
             )
+            # never a paid stage: a tool change must not cost money, even when opted in
+            rebuilds = rebuild_on_tool_change and not instance.impl.paid
+            if rebuilds and item.status == "cached" and item.record is not None:
+                changed = tool_changes(item.record.get("tools"), item.tools or {})
+                if changed:
+                    item = _rebuilt(item, changed, _estimate(instance, params, provider))
+                    rebuild.add(key)
             planned[instance.id] = item
             if item.outputs is not None:
                 known[instance.id] = item.outputs
@@ -277,7 +315,7 @@ def make_plan(recipe: Recipe, cache: Cache, *, graph: Graph | None = None) -> Pl
     if problems:
         raise RecipeError(problems)
     cache.flush()
-    return Plan(recipe, graph, items, inputs, previous)
+    return Plan(recipe, graph, items, inputs, previous, rebuild)
 
 
 _FREE = Estimate()
@@ -294,6 +332,7 @@ def _keyed(
     provider: str,
 ) -> PlannedInstance:
     """Plan an instance whose key is known: a hit, or a miss with its reason and price."""
+    tools = tool_versions(instance, params)
     if record is not None:
         outputs = record_outputs(record, cache.blob_path)
         saved = float(record.get("meta", {}).get("estimated_usd", 0.0))
@@ -308,6 +347,7 @@ def _keyed(
             saved_usd=saved,
             outputs=outputs,
             record=record,
+            tools=tools,
         )
     old = previous.components(entry_name(instance, instance.variants[0]))
     reason = ", ".join(describe_changes(old, components)) or (
@@ -326,7 +366,37 @@ def _keyed(
             reason, estimate = paid, Estimate(0.0, estimate.seconds, exact=True)
     # a static stage's outputs are known without running it (its text keys what follows)
     evaluated = instance.impl.evaluate(params) if instance.impl.static else None
-    return PlannedInstance(instance, "run", reason, key, components, estimate, outputs=evaluated)
+    return PlannedInstance(
+        instance, "run", reason, key, components, estimate, outputs=evaluated, tools=tools
+    )
+
+
+def tool_change_reason(changes: list[tuple[str, str, str]]) -> str:
+    """``ffmpeg changed: 6.1 -> 7.0 (--rebuild-on-tool-change)`` for ``tool_changes``."""
+    parts = [
+        f"{name} changed: {short_tool_version(name, old)} -> {short_tool_version(name, new)}"
+        for name, old, new in changes
+    ]
+    return ", ".join(parts) + " (--rebuild-on-tool-change)"
+
+
+def _rebuilt(
+    item: PlannedInstance, changes: list[tuple[str, str, str]], estimate: Estimate
+) -> PlannedInstance:
+    """A hit planned to run again because its tools differ from this machine's (opt-in).
+
+    Its outputs are no longer known (another ffmpeg may make other bytes), so what reads them
+    waits for it.
+    """
+    return PlannedInstance(
+        item.instance,
+        "run",
+        tool_change_reason(changes),
+        item.key,
+        item.components,
+        estimate,
+        tools=item.tools,
+    )
 
 
 def already_paid(cache: Cache, key: str) -> str | None:

@@ -23,6 +23,9 @@ __all__ = [
     "key_components",
     "known_components",
     "record_outputs",
+    "short_tool_version",
+    "tool_changes",
+    "tool_versions",
 ]
 
 
@@ -311,6 +314,63 @@ def known_components(
     if instance.labels:
         components["labels"] = instance.labels
     return components, sorted(pending)
+
+
+_UNKNOWN_TOOL = "unknown"
+_MAX_TOOLS = 32
+_MAX_TOOL_TEXT = 256
+
+
+def tool_versions(instance: Instance, params: BaseModel | None) -> dict[str, str]:
+    """The versions of the external programs that make ``instance``'s bytes on this machine.
+
+    They are recorded with its result (``tools`` in the record and receipts, shown by ``why``)
+    but are never part of its key. Never raises: a version that cannot be read is
+    ``"unknown"``, and a stage kind without a ``tools`` method has none.
+    """
+    tools = getattr(instance.impl, "tools", None)
+    if tools is None:
+        return {}
+    try:
+        found = tools(params)
+    except Exception:  # noqa: BLE001 - a broken third-party kind: nothing to record
+        return {}
+    if not isinstance(found, Mapping):
+        return {}
+    versions: dict[str, str] = {}
+    for name, version in list(found.items())[:_MAX_TOOLS]:
+        text = version if isinstance(version, str) and version.strip() else _UNKNOWN_TOOL
+        versions[str(name)[:64]] = text.strip()[:_MAX_TOOL_TEXT]
+    return versions
+
+
+def short_tool_version(name: str, version: str) -> str:
+    """``7.1`` for ``ffmpeg version 7.1 Copyright (c) ...``: the word after ``<name> version``.
+
+    Other texts are cut to 40 characters.
+    """
+    words = version.split()
+    if len(words) >= 3 and words[0].lower() == name.lower() and words[1] == "version":
+        return words[2]
+    return version if len(version) <= 40 else version[:37] + "..."
+
+
+def tool_changes(recorded: Any, current: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """``(tool, recorded version, version here)`` for every tool whose version differs.
+
+    ``recorded`` is a result record's ``tools`` (None for results made before tools were
+    recorded: nothing can be said to have changed). A tool missing on either side, or whose
+    version could not be read, is not a change.
+    """
+    if not isinstance(recorded, Mapping):
+        return []
+    changes: list[tuple[str, str, str]] = []
+    for name in sorted(set(recorded) & set(current)):
+        old, new = recorded[name], current[name]
+        if not isinstance(old, str) or _UNKNOWN_TOOL in (old, new) or old == new:
+            continue
+        changes.append((name, old, new))
+    return changes
 
 
 def record_outputs(record: Mapping[str, Any], blob_path: Any) -> dict[str, Any]:

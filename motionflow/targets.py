@@ -233,7 +233,13 @@ def select(graph: Graph, targets: Targets) -> Selection:
     return Selection(narrowed, chosen, {i.stage for i in instances}, skipped)
 
 
-def targeted_plan(recipe: Recipe, cache: Cache, targets: Targets | None = None) -> Plan:
+def targeted_plan(
+    recipe: Recipe,
+    cache: Cache,
+    targets: Targets | None = None,
+    *,
+    rebuild_on_tool_change: bool = False,
+) -> Plan:
     """:func:`~motionflow.plan.make_plan` of the instances ``targets`` select (all without).
 
     A targeted plan's manifest forgets (and deletes the stale files of) only entries of the
@@ -247,9 +253,11 @@ def targeted_plan(recipe: Recipe, cache: Cache, targets: Targets | None = None) 
     from motionflow.plan import make_plan
 
     if not targets:
-        return make_plan(recipe, cache)
+        return make_plan(recipe, cache, rebuild_on_tool_change=rebuild_on_tool_change)
     selection = select(build_graph(recipe, strict=False), targets)
-    plan = make_plan(recipe, cache, graph=selection.graph)
+    plan = make_plan(
+        recipe, cache, graph=selection.graph, rebuild_on_tool_change=rebuild_on_tool_change
+    )
     variants = {v.id for v in selection.variants}
     if any(i.gathers for i in selection.graph.instances):
         variants.add("")

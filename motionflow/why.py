@@ -12,6 +12,7 @@ from motionflow.cache.store import Cache
 from motionflow.errors import UsageError
 from motionflow.manifest import entry_name
 from motionflow.plan import Plan, PlannedInstance
+from motionflow.resolve import short_tool_version, tool_changes
 from motionflow.worddiff import edits, render, word_diff
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "impact",
     "prompt_diff",
     "short_digest",
+    "tools_note",
 ]
 
 _PROMPT_FIELDS = frozenset({"prompt", "template"})
@@ -168,6 +170,12 @@ class Explanation:
         estimated_usd: what running it costs (0 when cached).
         imported: for a cached result that came in with ``cache import``, where from and when
             (``{"from": <archive name>, "at": <time>}``); None for results made here.
+        tools: for a cached result, the versions of the programs (ffmpeg) it was made with, as
+            its record says; None when it does not say (made before they were recorded).
+        tools_here: the versions this machine would use (when the key is known).
+        tool_changes: ``{"tool", "recorded", "here"}`` for each tool whose version differs.
+            Not a reason to rebuild: tool versions are not part of keys
+            (``--rebuild-on-tool-change`` rebuilds them).
     """
 
     label: str
@@ -182,6 +190,9 @@ class Explanation:
     new: bool = False
     estimated_usd: float = 0.0
     imported: dict[str, Any] | None = None
+    tools: dict[str, str] | None = None
+    tools_here: dict[str, str] = field(default_factory=dict)
+    tool_changes: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def unchanged(self) -> bool:
@@ -204,7 +215,40 @@ class Explanation:
             "components": self.components,
             "changes": [c.to_json() for c in self.changes],
             "imported": self.imported,
+            "tools": {
+                "recorded": self.tools,
+                "here": self.tools_here,
+                "changed": self.tool_changes,
+                "note": tools_note(self),
+            },
         }
+
+
+def tools_note(item: Explanation) -> str | None:
+    """What ``why`` says of the tools a cached result was made with; None when nothing to say.
+
+    ``made with ffmpeg 6.1; this machine has ffmpeg 7.0. Not a reason to rebuild ...``.
+    """
+    if item.status != "cached" or not item.tools:
+        return None
+    made = ", ".join(f"{n} {short_tool_version(n, v)}" for n, v in sorted(item.tools.items()))
+    if not item.tool_changes:
+        return f"made with {made} (the same here)"
+    here = ", ".join(
+        f"{c['tool']} {short_tool_version(c['tool'], c['here'])}" for c in item.tool_changes
+    )
+    return (
+        f"made with {made}; this machine has {here}. A different tool version is not a reason "
+        "to rebuild: tool versions are recorded, not part of the key, so the result is reused "
+        "(`--rebuild-on-tool-change` rebuilds it)"
+    )
+
+
+def _recorded_tools(record: dict[str, Any] | None) -> dict[str, str] | None:
+    tools = record.get("tools") if isinstance(record, dict) else None
+    if not isinstance(tools, dict):
+        return None
+    return {str(k): str(v) for k, v in tools.items() if isinstance(v, str)}
 
 
 def _explain_item(plan: Plan, item: PlannedInstance) -> Explanation:
@@ -215,6 +259,7 @@ def _explain_item(plan: Plan, item: PlannedInstance) -> Explanation:
     changes: list[Change] = []
     if old is not None and item.components is not None:
         changes = compare_components(old, item.components)
+    recorded = _recorded_tools(item.record) if item.status == "cached" else None
     return Explanation(
         label=instance.label,
         stage=instance.stage,
@@ -228,6 +273,12 @@ def _explain_item(plan: Plan, item: PlannedInstance) -> Explanation:
         new=old is None,
         estimated_usd=item.estimate.usd if item.status == "run" else 0.0,
         imported=_origin(item.record) if item.status == "cached" else None,
+        tools=recorded,
+        tools_here=dict(item.tools or {}),
+        tool_changes=[
+            {"tool": name, "recorded": old, "here": new}
+            for name, old, new in tool_changes(recorded, item.tools or {})
+        ],
     )
 
 
@@ -327,7 +378,7 @@ class ExplanationGroup:
 
 def _group_of(item: Explanation) -> tuple[str, str, str, tuple[Any, ...]]:
     """(kind, status, headline, what else must match) of the group ``item`` belongs to."""
-    origin = _canonical(item.imported)
+    origin = _canonical([item.imported, tools_note(item)])  # made elsewhere, or otherwise
     if item.unchanged:
         return "unchanged", item.status, "unchanged (cached)", (origin,)
     if item.components is None:

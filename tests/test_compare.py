@@ -86,8 +86,10 @@ def test_contract() -> None:
     assert VideoCompareStage.outputs == {"video": "file", "layout": "value"}
     for name, field in VideoCompareStage.Params.model_fields.items():
         assert field.description, f"video.compare.{name} has no description"
-    env = stage.environment(VideoCompareStage.Params.model_construct(), "simulate")
-    assert env["ffmpeg"].startswith("ffmpeg version")
+    params = VideoCompareStage.Params.model_construct()
+    env = stage.environment(params, "simulate")
+    assert "ffmpeg" not in env  # recorded in receipts (tools), never in the key
+    assert stage.tools(params)["ffmpeg"].startswith("ffmpeg version")
     font = find_font()
     assert env["font"] == (Path(font).name if font else None)  # a name, never a path
 

@@ -66,14 +66,16 @@ def test_stage_kinds_follow_the_conventions(kind: str, cls: type[MediaStage]) ->
     stage = get_stage(kind)
     assert type(stage) is cls
     assert isinstance(stage, MediaStage)
-    assert (cls.kind, cls.version) == (kind, "1")
+    assert (cls.kind, cls.version) == (kind, "2")  # 2: ffmpeg's version left the key
     assert not cls.paid
     config = cls.Params.model_config
     assert config.get("extra") == "forbid"
     assert config.get("frozen") is True
     for name, spec in cls.Params.model_fields.items():
         assert spec.description, f"{kind}.{name} has no description"
-    assert "ffmpeg" in stage.environment(cls.Params.model_construct(), "simulate")
+    params = cls.Params.model_construct()
+    assert "ffmpeg" not in stage.environment(params, "simulate")
+    assert "ffmpeg" in stage.tools(params)
 
 
 @pytest.mark.slow

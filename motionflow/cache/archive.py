@@ -68,7 +68,12 @@ _EXTENSIONS = frozenset(
 #: stage keeps whatever its function wrote. It is still checked, so one rule covers a record.
 _PLAIN_EXT = re.compile(r"(\.[a-z0-9]{1,16})?")
 _DIGEST = re.compile(r"blake3:[0-9a-f]{64}")
-_RECORD_FIELDS = ("stage_kind", "outputs", "meta", "created_at", "motionflow_version")
+_RECORD_FIELDS = ("stage_kind", "outputs", "meta", "created_at", "motionflow_version", "tools")
+#: ``tools`` (optional): the versions of the programs that made a result, recorded, not keyed.
+_MAX_TOOLS = 32
+_MAX_TOOL_NAME = 64
+_MAX_TOOL_VERSION = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Generous bounds on a record's JSON (ours are far smaller; a python stage's value may not be).
 _MAX_TEXT = 64 << 10
 _MAX_NAME = 256
@@ -171,7 +176,25 @@ def check_record(
         value = record.get(name, "")
         if not isinstance(value, str) or len(value) > 64:
             raise refuse(name, "is not a short text")
+    if "tools" in record and (problem := _tools_problem(record["tools"])):
+        raise refuse(*problem)
     return {name: record[name] for name in _RECORD_FIELDS if name in record}
+
+
+def _tools_problem(tools: Any) -> tuple[str, str] | None:
+    """``(field, why)`` when ``tools`` is not at most 32 short texts named by short texts."""
+    if not isinstance(tools, dict):
+        return "tools", "is not an object of tool names and versions"
+    if len(tools) > _MAX_TOOLS:
+        return "tools", f"names more than {_MAX_TOOLS} tools"
+    for name, version in tools.items():
+        if not isinstance(name, str) or not name or len(name) > _MAX_TOOL_NAME:
+            return "tools", f"{str(name)[:_MAX_TOOL_NAME]!r} is not a short tool name"
+        if not isinstance(version, str) or len(version) > _MAX_TOOL_VERSION:
+            return f"tools[{name!r}]", "is not a short text"
+        if _CONTROL.search(name) or _CONTROL.search(version):  # printed by `why`
+            return f"tools[{name[:_MAX_TOOL_NAME]!r}]", "holds control characters"
+    return None
 
 
 def importable(record: dict[str, Any], kind_of: KindOf) -> str | None:

@@ -141,6 +141,15 @@ def _origin(item: Explanation) -> str:
     return f"imported from {item.imported['from']}{when} (cache import)"
 
 
+def _say_tools(item: Explanation, console: Console) -> None:
+    """The tool versions a cached result was made with, and whether this machine's differ."""
+    from motionflow.why import tools_note
+
+    note = tools_note(item)
+    if note is not None:
+        _say(console, _words(note, "yellow" if item.tool_changes else "dim"), 2)
+
+
 def _headline(group: ExplanationGroup) -> str:
     if group.kind == "changed" and group.status == "cached":
         return "changed since the last run, but an earlier run made this key: reused, free"
@@ -167,6 +176,7 @@ def _print_one(group: ExplanationGroup, console: Console) -> None:
         _say(console, [(f"{item.label}:", "bold"), *_words(f"unchanged (cached){comma}", "green")])
         if origin:
             _say(console, _words(origin), 2)
+        _say_tools(item, console)
         return
     reason = item.reason if group.kind == "waiting" else _headline(group)
     _say(console, [(f"{item.label}:", "bold"), *_status(group, colon=True), *_words(reason)])
@@ -175,6 +185,7 @@ def _print_one(group: ExplanationGroup, console: Console) -> None:
         _say(console, _words(f"key {item.key[:12]}…{was}"), 2)
     if origin:
         _say(console, _words(origin), 2)
+    _say_tools(item, console)
     if item.components is None:
         _say(console, _words("key not known until the stages it waits for have run"), 2)
     elif item.new:
@@ -203,6 +214,7 @@ def _print_group(group: ExplanationGroup, console: Console) -> None:
     origin = _origin(group.members[0])
     if origin:
         _say(console, _words(origin), 2)
+    _say_tools(group.members[0], console)  # the same for every member (see _group_of)
     if group.kind == "waiting":
         _say(console, _words("keys not known until the stages they wait for have run"), 2)
     elif group.kind == "new":

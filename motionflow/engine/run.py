@@ -48,7 +48,7 @@ from motionflow.manifest import entry_name
 from motionflow.materialize import materialize
 from motionflow.plan import Plan, PlannedInstance, already_paid
 from motionflow.providers.options import GenerationOptions, options_from_env
-from motionflow.resolve import bind, key_components, record_outputs
+from motionflow.resolve import bind, key_components, record_outputs, tool_versions
 from motionflow.stages.base import StageContext, StageResult
 from motionflow.version import installed_version
 
@@ -108,7 +108,8 @@ class _Run:
         except ValueError as exc:
             return self.fail(inst, str(exc), bad_input=True)
         key = instance_key(components)
-        record = self.cache.get_result(key)
+        # --rebuild-on-tool-change: a record made with another ffmpeg is computed again
+        record = None if key in self.plan.rebuild else self.cache.get_result(key)
         if record is not None:
             return self.finish_cached(item, key, components, record)
         pending = self.inflight.get(key)
@@ -167,7 +168,8 @@ class _Run:
         sem = self.paid_sem if inst.impl.paid else self.sem
         reserved = 0.0
         async with sem, key_lock(self.cache.root, key):
-            record = self.cache.get_result(key)  # another process may have made it meanwhile
+            # another process may have made it meanwhile (not a key to rebuild: that is ours)
+            record = None if key in self.plan.rebuild else self.cache.get_result(key)
             if record is not None:
                 return self.finish_cached(item, key, components, record)
             # The budget is decided under the key's lock, from the journal as it is now.
@@ -219,7 +221,7 @@ class _Run:
                     # Paid work never leaves this process: one account, one journal.
                     runner = self.local if inst.impl.paid else self.backend
                     result = await runner.run_instance(inst, params, ctx)
-                    record = self.store(inst, result, workdir)
+                    record = self.store(inst, result, workdir, tool_versions(inst, params))
                 except MotionflowError as exc:  # InputError, MediaError: the user's input
                     return self.fail(inst, str(exc), bad_input=exc.exit_code == 2)
                 except Exception as exc:  # noqa: BLE001 - a stage's failure stops its dependents only
@@ -244,7 +246,11 @@ class _Run:
                 self.paid_sem = asyncio.Semaphore(self.session.options.max_jobs)
         return self.session
 
-    def store(self, inst: Instance, result: StageResult, workdir: Path) -> dict[str, Any]:
+    def store(
+        self, inst: Instance, result: StageResult, workdir: Path, tools: dict[str, str]
+    ) -> dict[str, Any]:
+        """The result record: outputs stored as blobs, and ``tools``, the versions of the
+        programs that made them (recorded, never keyed)."""
         outputs: dict[str, Any] = {}
         for name, value in result.outputs.items():
             kind = inst.impl.outputs.get(name)
@@ -264,6 +270,7 @@ class _Run:
             "meta": {**result.meta, "recipe": self.plan.recipe.name},  # `plan` names the maker
             "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "motionflow_version": installed_version(),
+            "tools": dict(tools),
         }
 
     def after(

@@ -86,6 +86,13 @@ class Stage(Protocol):
         static: outputs are a pure, cheap function of the parameters and can be computed while
             planning (so a rendered prompt is known, and keyed, before anything runs).
         paid: the stage spends money at a provider.
+
+    Optional methods, looked up with ``getattr`` (a kind without them still registers):
+    ``tools(params) -> dict[str, str]``, the versions of the external programs that make the
+    bytes (``{"ffmpeg": "ffmpeg version 7.1 ..."}``): recorded in the result, its receipts and
+    ``why``, but never part of the key (a teammate's other ffmpeg build must not re-run, and
+    so re-pay, anything; ``--rebuild-on-tool-change`` opts in). :class:`BaseStage` returns
+    ``{}``. Also ``preflight`` and ``watched_files`` (see the media stages).
     """
 
     kind: ClassVar[str]
@@ -126,6 +133,10 @@ class BaseStage:
 
     def environment(self, params: BaseModel, provider: str) -> dict[str, Any]:  # noqa: ARG002
         """No versions beyond the stage kind's own."""
+        return {}
+
+    def tools(self, params: BaseModel) -> dict[str, str]:  # noqa: ARG002
+        """Versions of the external programs that make the bytes: recorded, never keyed."""
         return {}
 
     def estimate(self, params: BaseModel, provider: str) -> Estimate:  # noqa: ARG002

@@ -99,7 +99,8 @@ class MediaCheckStage(MediaStage):
     """
 
     kind: ClassVar[str] = "media.check"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = MediaCheckParams
     outputs: ClassVar[dict[str, OutputKind]] = {"report": "value"}
 

@@ -98,12 +98,16 @@ class VideoCompareStage(MediaStage):
 
     kind: ClassVar[str] = "video.compare"
     # 2: captions moved to the bottom, off the SIMULATED banner (cheap: sheets are remade once)
-    version: ClassVar[str] = "2"
+    # 3: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "3"
     Params: ClassVar[type[BaseModel]] = VideoCompareParams
     outputs: ClassVar[dict[str, OutputKind]] = {"video": "file", "layout": "value"}
 
     def environment(self, params: BaseModel, provider: str) -> dict[str, Any]:
-        """ffmpeg's version and the caption font's file name (none: coloured bars instead)."""
+        """The caption font's file name (none: coloured bars instead): a content choice, keyed.
+
+        ffmpeg's version is recorded with the result (``tools``), not keyed.
+        """
         env = super().environment(params, provider)
         font = find_font()
         env["font"] = Path(font).name if font is not None else None

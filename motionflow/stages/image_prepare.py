@@ -152,7 +152,8 @@ class ImagePrepareStage(MediaStage):
     """Convert a character image to PNG or JPEG within the model's size, side and ratio rules."""
 
     kind: ClassVar[str] = "image.prepare"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = ImagePrepareParams
     outputs: ClassVar[dict[str, OutputKind]] = {"image": "file", "info": "value"}
 

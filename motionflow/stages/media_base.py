@@ -1,4 +1,4 @@
-"""Shared base of the ffmpeg stages: ffmpeg's version is part of their keys."""
+"""Shared base of the ffmpeg stages: ffmpeg's version is recorded with their results."""
 
 from __future__ import annotations
 
@@ -35,17 +35,32 @@ MediaFileParam = Annotated[FileParam, AfterValidator(_decodable)]
 class MediaStage(BaseStage):
     """A local, free stage that makes media with ffmpeg (and probes with PyAV).
 
-    Its key holds the first line of ``ffmpeg -version``: another ffmpeg may encode other bytes.
+    The first line of ``ffmpeg -version`` is recorded with each result (:meth:`tools`) but is
+    not part of the key: a teammate with another ffmpeg build reuses the team's results (and
+    so the paid generations made from them) instead of re-running everything. Each subclass's
+    ``version`` was bumped once when ffmpeg left the key (docs/caching.md, "Tool versions").
     """
 
     kind: ClassVar[str] = ""
 
     def environment(self, params: BaseModel, provider: str) -> dict[str, Any]:
-        """The ffmpeg version that will make the bytes."""
+        """Nothing beyond the kind's version: ffmpeg's version is recorded, not keyed."""
         del params, provider
+        return {}
+
+    def tools(self, params: BaseModel) -> dict[str, str]:
+        """``{"ffmpeg": <first line of ffmpeg -version>}``: recorded, never keyed.
+
+        ``"unknown"`` when no usable ffmpeg is found (the stage itself then fails, saying why).
+        """
+        del params
+        from motionflow.errors import ToolNotFoundError
         from motionflow.media.ffmpeg import ffmpeg_version, find_ffmpeg
 
-        return {"ffmpeg": ffmpeg_version(find_ffmpeg())}
+        try:
+            return {"ffmpeg": ffmpeg_version(find_ffmpeg())}
+        except ToolNotFoundError:
+            return {"ffmpeg": "unknown"}
 
     def watched_files(self, params: dict[str, Any]) -> list[Path]:
         """The ffmpeg binary (for the no-op fast path's stamp)."""

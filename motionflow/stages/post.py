@@ -91,7 +91,8 @@ class VideoTranscodeStage(MediaStage):
     """Re-encode a video with another codec, quality, size or frame rate."""
 
     kind: ClassVar[str] = "video.transcode"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = VideoTranscodeParams
     outputs: ClassVar[dict[str, OutputKind]] = {"video": "file"}
 
@@ -145,7 +146,8 @@ class VideoThumbnailStage(MediaStage):
     """Save one frame of a video as an image."""
 
     kind: ClassVar[str] = "video.thumbnail"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = VideoThumbnailParams
     outputs: ClassVar[dict[str, OutputKind]] = {"image": "file"}
 
@@ -185,7 +187,8 @@ class VideoGifStage(MediaStage):
     """Make a looping GIF with a palette computed from the clip itself."""
 
     kind: ClassVar[str] = "video.gif"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = VideoGifParams
     outputs: ClassVar[dict[str, OutputKind]] = {"gif": "file"}
 
@@ -224,7 +227,8 @@ class VideoConcatStage(MediaStage):
     """Play videos one after the other, normalised to one size and frame rate (H.264/AAC)."""
 
     kind: ClassVar[str] = "video.concat"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = VideoConcatParams
     outputs: ClassVar[dict[str, OutputKind]] = {"video": "file"}
 
@@ -295,7 +299,8 @@ class VideoAudioStage(MediaStage):
     """Keep, replace or strip a video's sound, copying the picture without re-encoding it."""
 
     kind: ClassVar[str] = "video.audio"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = VideoAudioParams
     outputs: ClassVar[dict[str, OutputKind]] = {"video": "file"}
 

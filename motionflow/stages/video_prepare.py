@@ -43,7 +43,8 @@ class VideoPrepareStage(MediaStage):
     """
 
     kind: ClassVar[str] = "video.prepare"
-    version: ClassVar[str] = "1"
+    # 2: ffmpeg's version left the key (recorded in `tools` instead): re-runs once, free
+    version: ClassVar[str] = "2"
     Params: ClassVar[type[BaseModel]] = VideoPrepareParams
     outputs: ClassVar[dict[str, OutputKind]] = {"video": "file", "info": "value"}
 
