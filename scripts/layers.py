@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cli",),
     ("__init__",),
     ("report", "scaffold"),
-    ("review", "planfile", "stamp", "why", "targets", "budget", "dag", "ledger"),
+    ("review", "planfile", "stamp", "impact", "why", "targets", "budget", "dag", "ledger"),
     ("engine", "executor", "generation"),
     ("plan",),
     ("materialize", "manifest", "resolve", "fetch"),

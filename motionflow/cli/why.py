@@ -308,8 +308,8 @@ def _print_impact(planned: Plan, budget: BudgetCheck, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from motionflow.impact import impact as compute_impact
     from motionflow.providers.pricing import price_table
-    from motionflow.why import impact as compute_impact
 
     with handle_errors():
         result = compute_impact(planned)
