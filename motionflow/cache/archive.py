@@ -8,11 +8,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from motionflow.cache.manage import _HEX64
+from motionflow.cache.manage import HEX64
 from motionflow.errors import UsageError
 from motionflow.money import usd_problem
 
-__all__ = ["KindOf", "StageKindShape", "bad", "check_record", "importable", "member_kind"]
+__all__ = [
+    "KindOf",
+    "StageKindShape",
+    "bad",
+    "check_record",
+    "importable",
+    "json_problem",
+    "member_kind",
+]
 
 
 class StageKindShape(Protocol):
@@ -49,10 +57,10 @@ def member_kind(name: str) -> str | None:
         return "results"
     if parts in {("blobs",), ("receipts",)}:
         return "dir"
-    if len(parts) == 2 and parts[0] == "blobs" and _HEX64.fullmatch(parts[1]):
+    if len(parts) == 2 and parts[0] == "blobs" and HEX64.fullmatch(parts[1]):
         return "blob"
     if len(parts) == 2 and parts[0] == "receipts" and parts[1].endswith(".json"):
-        return "receipt" if _HEX64.fullmatch(parts[1].removesuffix(".json")) else None
+        return "receipt" if HEX64.fullmatch(parts[1].removesuffix(".json")) else None
     return None
 
 
@@ -81,7 +89,7 @@ _MAX_DEPTH = 32
 _MAX_ITEMS = 10_000
 
 
-def _json_problem(value: Any, where: str, depth: int = 0) -> tuple[str, str] | None:
+def json_problem(value: Any, where: str, depth: int = 0) -> tuple[str, str] | None:
     """``(field, why)`` when ``value`` is not small, finite JSON (bounded depth, text, size)."""
     if depth > _MAX_DEPTH:
         return where, f"is nested deeper than {_MAX_DEPTH} levels"
@@ -98,7 +106,7 @@ def _json_problem(value: Any, where: str, depth: int = 0) -> tuple[str, str] | N
             if isinstance(name, str) and len(name) > _MAX_NAME:
                 return where, f"has a name longer than {_MAX_NAME}"
             inner = f"{where}.{name}" if isinstance(name, str) else f"{where}[{name}]"
-            problem = _json_problem(item, inner, depth + 1)
+            problem = json_problem(item, inner, depth + 1)
             if problem is not None:
                 return problem
         return None
@@ -120,7 +128,7 @@ def check_record(
     Raises:
         UsageError: naming ``results.json``, the result and the field that breaks a rule.
     """
-    if not _HEX64.fullmatch(key) or not isinstance(record, dict):
+    if not HEX64.fullmatch(key) or not isinstance(record, dict):
         raise bad(src, f"results.json: result {key[:16]!r} is not a key and a record")
 
     def refuse(where: str, why: str) -> UsageError:
@@ -145,7 +153,7 @@ def check_record(
         if declared[name] == "value":
             if set(out) != {"value"}:
                 raise refuse(where, "a value output holds only 'value'")
-            if problem := _json_problem(out["value"], f"{where}.value"):
+            if problem := json_problem(out["value"], f"{where}.value"):
                 raise refuse(*problem)
             continue
         if set(out) != {"file", "size", "ext"}:
@@ -168,7 +176,7 @@ def check_record(
         raise refuse("meta", "is not an object")
     if "estimated_usd" in meta and (why := usd_problem(meta["estimated_usd"])):
         raise refuse("meta.estimated_usd", why[:_MAX_NAME])
-    if problem := _json_problem(meta, "meta"):
+    if problem := json_problem(meta, "meta"):
         raise refuse(*problem)
     if not isinstance(meta.get("job_id", ""), str):
         raise refuse("meta.job_id", "is not text")

@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from motionflow.cache.integrity import _now
+from motionflow.cache.integrity import utc_now
 from motionflow.cache.journal import Journal
-from motionflow.cache.manage import _digests, _raw_record, _usd, is_paid
+from motionflow.cache.manage import _usd, is_paid, raw_record, record_digests
 from motionflow.cache.store import Cache
 from motionflow.errors import CacheError, UsageError
 from motionflow.outfile import DEV_NULL, output_kind
 
-__all__ = ["EXPORT_FORMAT", "ExportReport", "export_results"]
+__all__ = ["EXPORT_FORMAT", "ExportReport", "export_results", "make_receipt"]
 
 EXPORT_FORMAT = "motionflow-cache-export"
 _EXPORT_VERSION = 1
@@ -42,9 +42,10 @@ class ExportReport:
         return {**asdict(self), "paid_usd": round(self.paid_usd, 2)}
 
 
-def _receipt(
+def make_receipt(
     cache: Cache, key: str, record: dict[str, Any], receipt_of: Callable[[str], Any]
 ) -> Any:
+    """The receipt of ``key``: its record's generation, its journal job, ``receipt_of(key)``."""
     written = receipt_of(key)
     job = None
     with contextlib.suppress(CacheError):
@@ -88,10 +89,10 @@ def export_results(
     report = ExportReport(str(dest))
     results: dict[str, dict[str, Any]] = {}
     for key in keys:
-        record = _raw_record(cache, key)
+        record = raw_record(cache, key)
         if record is None:
             report.skipped.append([key, "not in the cache"])
-        elif not all(cache.has_blob(d) for d in _digests(record)):
+        elif not all(cache.has_blob(d) for d in record_digests(record)):
             report.skipped.append([key, "its file is missing or quarantined"])
         else:
             results[key] = record
@@ -102,7 +103,7 @@ def export_results(
     body = {
         "format": EXPORT_FORMAT,
         "version": _EXPORT_VERSION,
-        "created_at": _now(),
+        "created_at": utc_now(),
         "results": results,
     }
     discard = output_kind(dest, "the export") == "discard"
@@ -113,12 +114,12 @@ def export_results(
             _add_bytes(tar, "results.json", json.dumps(body, indent=1, sort_keys=True).encode())
             seen: set[str] = set()
             for key, record in results.items():
-                receipt = _receipt(cache, key, record, receipt_of)
+                receipt = make_receipt(cache, key, record, receipt_of)
                 text = json.dumps(receipt, indent=1, sort_keys=True)
                 _add_bytes(tar, f"receipts/{key}.json", text.encode())
                 if is_paid(record):
                     report.paid_usd += _usd(record)
-                for digest in _digests(record):
+                for digest in record_digests(record):
                     if digest in seen:
                         continue
                     seen.add(digest)

@@ -21,13 +21,13 @@ from motionflow.cache.manage import (
     _GRACE_SECONDS,
     Entry,
     _all_blobs,
-    _digests,
-    _index,
-    _raw_record,
-    _records,
     _usd,
     is_paid,
+    iter_records,
     list_entries,
+    open_index,
+    raw_record,
+    record_digests,
 )
 from motionflow.cache.store import Cache, writing
 from motionflow.errors import UsageError
@@ -41,6 +41,7 @@ __all__ = [
     "forget",
     "lost_paid_result",
     "parse_size",
+    "utc_now",
     "verify_blobs",
 ]
 
@@ -75,7 +76,8 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The time now, UTC, in ISO 8601 to the second (what records and reports store)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -95,8 +97,8 @@ def verify_blobs(cache: Cache) -> VerifyReport:
     """
     report = VerifyReport()
     users: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for key, record in _records(cache):
-        for digest in _digests(record):
+    for key, record in iter_records(cache):
+        for digest in record_digests(record):
             users.setdefault(digest, []).append((key, record))
             if not cache.has_blob(digest):
                 report.missing.append([key, digest])
@@ -123,10 +125,10 @@ def verify_blobs(cache: Cache) -> VerifyReport:
             if is_paid(record):
                 cache.set(
                     "corrupt:" + key,
-                    {"digest": digest, "quarantined": str(dest), "found_at": _now()},
+                    {"digest": digest, "quarantined": str(dest), "found_at": utc_now()},
                 )
             else:
-                _index(cache, create=True).delete("result:" + key)
+                open_index(cache, create=True).delete("result:" + key)
                 report.dropped.append(key)
         report.corrupt.append(
             {
@@ -148,14 +150,18 @@ def lost_paid_result(cache: Cache, key: str) -> str | None:
 
     Called by the planner for a paid miss: the cache has a record for ``key`` whose file
     ``verify`` quarantined, or whose file is gone with no journal job to download it from
-    again (an imported result, say).
+    again (an imported result, say), or the team's remote cache holds a damaged copy of it
+    (``cache.remote.damaged``: the remote's result or file failed verification).
     """
+    remote = getattr(cache, "remote", None)  # a stand-in cache (tests) may have none
+    if remote is not None and key in remote.damaged:
+        return str(remote.damaged[key])
     marker = cache.get("corrupt:" + key)
-    record = _raw_record(cache, key)
+    record = raw_record(cache, key)
     if record is None or not is_paid(record):
         return None
     if marker is None:
-        if all(cache.has_blob(d) for d in _digests(record)):
+        if all(cache.has_blob(d) for d in record_digests(record)):
             return None
         from motionflow.cache.journal import Journal
 
@@ -185,11 +191,11 @@ def forget(cache: Cache, keys: Iterable[str]) -> list[tuple[str, float]]:
     """
     from motionflow.cache.journal import Journal
 
-    index = _index(cache, create=True)
+    index = open_index(cache, create=True)
     journal = Journal(cache.root)
     dropped: list[tuple[str, float]] = []
     for key in keys:
-        record = _raw_record(cache, key)
+        record = raw_record(cache, key)
         job = journal.get(key)
         if job is not None and job.state == "stored":
             journal.archive(job, "released by motionflow cache forget")
@@ -276,7 +282,7 @@ def _meta_digests(cache: Cache) -> set[str]:
             for item in value:
                 scan(item)
 
-    index = _index(cache)
+    index = open_index(cache)
     if index is not None:
         for name in list(index.iterkeys()):
             if isinstance(name, str) and name.startswith("meta:"):
@@ -309,7 +315,7 @@ def collect_garbage(
     if not dry_run:  # no run may reuse what is about to go
         cache.exclusive("collect garbage (`motionflow cache gc`)")
     entries = list_entries(cache, referenced)
-    records = dict(_records(cache))
+    records = dict(iter_records(cache))
     drop: dict[str, Removal] = {}
 
     def remove(entry: Entry, why: str) -> None:
@@ -339,7 +345,7 @@ def collect_garbage(
             report.kept_paid += 1
             report.kept_paid_usd += entry.estimated_usd
     report.removed = sorted(drop.values(), key=lambda r: (r.paid, r.size))
-    used = {d for key, rec in records.items() if key not in drop for d in _digests(rec)}
+    used = {d for key, rec in records.items() if key not in drop for d in record_digests(rec)}
     if include_paid:
         used |= {d for d in _meta_digests(cache) if not _is_journal_only(cache, d, drop)}
     else:
@@ -350,7 +356,7 @@ def collect_garbage(
             continue
         st = path.stat()
         if now - st.st_mtime < _GRACE_SECONDS and not any(
-            digest in _digests(records[r.key]) for r in report.removed
+            digest in record_digests(records[r.key]) for r in report.removed
         ):
             continue
         report.blobs.append(digest)
@@ -358,7 +364,7 @@ def collect_garbage(
     if dry_run:
         return report
     if report.removed:
-        index = _index(cache, create=True)
+        index = open_index(cache, create=True)
         with writing(cache.root, "collect garbage"), index.transact():
             for removal in report.removed:
                 index.delete("result:" + removal.key)

@@ -23,18 +23,24 @@ from motionflow.errors import CacheError, UsageError
 from motionflow.money import finite_usd
 
 __all__ = [
+    "HEX64",
     "Entry",
     "Usage",
     "disk_usage",
     "is_paid",
+    "iter_records",
     "list_entries",
+    "open_index",
     "pinned_keys",
+    "raw_record",
+    "record_digests",
     "resolve_keys",
 ]
 
 
 _PAID_KINDS = frozenset({"kling.motion_control"})
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: A result key, or the hex of a file's blake3 digest.
+HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 #: Orphan blobs younger than this may belong to a run that has not written its record yet.
 _GRACE_SECONDS = 3600.0
@@ -61,17 +67,20 @@ def _usd(record: dict[str, Any]) -> float:
     )
 
 
-def _digests(record: dict[str, Any]) -> list[str]:
+def record_digests(record: dict[str, Any]) -> list[str]:
+    """The digests (``blake3:<hex>``) of the files a result record's outputs name."""
     outputs = record.get("outputs") or {}
     return [o["file"] for o in outputs.values() if isinstance(o, dict) and "file" in o]
 
 
-def _index(cache: Cache, *, create: bool = False) -> Any:
+def open_index(cache: Cache, *, create: bool = False) -> Any:
+    """The cache's index (a ``diskcache.Cache``), or None when there is none and not ``create``."""
     return cache._open(create=create)  # same package: the store's own handle
 
 
-def _records(cache: Cache) -> Iterator[tuple[str, dict[str, Any]]]:
-    index = _index(cache)
+def iter_records(cache: Cache) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(key, record)`` of every readable result record in the cache, unchecked."""
+    index = open_index(cache)
     if index is None:
         return
     for name in list(index.iterkeys()):
@@ -86,7 +95,8 @@ def _records(cache: Cache) -> Iterator[tuple[str, dict[str, Any]]]:
             yield name.removeprefix("result:"), record
 
 
-def _raw_record(cache: Cache, key: str) -> dict[str, Any] | None:
+def raw_record(cache: Cache, key: str) -> dict[str, Any] | None:
+    """The stored record of ``key`` as it is (its files not checked), or None."""
     record = cache._read("result:" + key)
     return record if isinstance(record, dict) else None
 
@@ -162,9 +172,9 @@ def list_entries(cache: Cache, referenced: set[str] | None = None) -> list[Entry
     now = time.time()
     refs = referenced or set()
     entries: list[Entry] = []
-    for key, record in _records(cache):
+    for key, record in iter_records(cache):
         size, missing = 0, []
-        for digest in _digests(record):
+        for digest in record_digests(record):
             blob = _blob_size(cache, digest)
             if blob is None:
                 missing.append(digest)
@@ -183,7 +193,7 @@ def list_entries(cache: Cache, referenced: set[str] | None = None) -> list[Entry
                 paid=is_paid(record),
                 provider=str(meta.get("provider") or ""),
                 job_id=meta.get("job_id"),
-                files=tuple(_digests(record)),
+                files=tuple(record_digests(record)),
                 missing=tuple(missing),
                 corrupt=cache.get("corrupt:" + key) is not None,
                 referenced=key in refs,
@@ -223,7 +233,7 @@ def resolve_keys(cache: Cache, wanted: Iterable[str]) -> list[str]:
     Raises:
         UsageError: a key is unknown, too short or ambiguous.
     """
-    known = [key for key, _ in _records(cache)]
+    known = [key for key, _ in iter_records(cache)]
     found: list[str] = []
     for text in wanted:
         prefix = text.strip().lower()
@@ -301,7 +311,7 @@ def _all_blobs(cache: Cache) -> dict[str, Path]:
     if folder.is_dir():
         for path in folder.glob("*/*"):
             digest = path.parent.name + path.name
-            if _HEX64.fullmatch(digest) and path.is_file():
+            if HEX64.fullmatch(digest) and path.is_file():
                 blobs["blake3:" + digest] = path
     return blobs
 
@@ -311,14 +321,14 @@ def disk_usage(cache: Cache) -> Usage:
     usage = Usage(str(cache.root))
     paid: set[str] = set()
     free: set[str] = set()
-    for _, record in _records(cache):
+    for _, record in iter_records(cache):
         usage.results += 1
         if is_paid(record):
             usage.paid_results += 1
             usage.paid_usd += _usd(record)
-            paid.update(_digests(record))
+            paid.update(record_digests(record))
         else:
-            free.update(_digests(record))
+            free.update(record_digests(record))
     for digest, path in _all_blobs(cache).items():
         size = path.stat().st_size
         usage.blobs += 1

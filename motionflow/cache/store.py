@@ -15,13 +15,29 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import blake3
 
 from motionflow.errors import CacheError
 
-__all__ = ["Cache", "cache_write_error", "default_cache_dir", "writing"]
+__all__ = ["Cache", "RemoteSide", "cache_write_error", "default_cache_dir", "writing"]
+
+
+class RemoteSide(Protocol):
+    """What the cache asks of an attached team remote
+    (:class:`~motionflow.cache.remote.RemoteCache`): results it lacks, and results to share."""
+
+    damaged: dict[str, str]
+
+    def pull(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Fetch, verify and store the records of ``keys`` the remote has; returns them."""
+        ...
+
+    def push_later(self, key: str, record: dict[str, Any]) -> None:
+        """Queue ``record`` to go up, if the share policy covers it."""
+        ...
+
 
 _CHUNK = 1 << 20
 _READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -152,6 +168,10 @@ class Cache:
 
     Keys are plain strings and values JSON text, never pickles: a shared cache must not be
     able to run code.
+
+    ``remote`` (None unless a team's remote cache is attached:
+    :func:`motionflow.engine.team.open_team`) is asked on a miss, and told of every result
+    stored (docs/team.md).
     """
 
     def __init__(self, root: Path) -> None:
@@ -162,6 +182,7 @@ class Cache:
         self._pending: dict[str, str] = {}
         self._absent = False
         self._in_use: int | None = None
+        self.remote: RemoteSide | None = None
 
     def _ensure_dirs(self) -> None:
         try:
@@ -277,18 +298,25 @@ class Cache:
             raise CacheError(msg) from exc
 
     # -- results ------------------------------------------------------------------------------
-    def get_result(self, key: str) -> dict[str, Any] | None:
-        """The record stored under ``key``, or None; a record whose blobs are gone is a miss."""
+    def get_result(self, key: str, *, remote: bool = True) -> dict[str, Any] | None:
+        """The record stored under ``key``, or None; a record whose blobs are gone is a miss.
+
+        On a miss the remote cache, if one is attached (and ``remote``), is asked for it.
+        """
         record: dict[str, Any] | None = self._read("result:" + key)
-        if record is None:
-            return None
-        for out in record.get("outputs", {}).values():
-            if "file" in out and not self.blob_path(out["file"]).is_file():
-                return None
+        if record is not None:
+            for out in record.get("outputs", {}).values():
+                if "file" in out and not self.blob_path(out["file"]).is_file():
+                    record = None
+                    break
+        if record is None and remote and self.remote is not None:
+            return self.remote.pull([key]).get(key)
         return record
 
-    def get_results(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+    def get_results(self, keys: list[str], *, remote: bool = True) -> dict[str, dict[str, Any]]:
         """Records for many keys at once (missing ones are left out).
+
+        The misses are asked of the remote cache, if one is attached (and ``remote``), at once.
 
         One SQL query per 500 keys instead of one per key: planning a 10,000-variant sweep
         looks up 20,000 keys. diskcache has no public batch read: ``Cache.get`` per key is
@@ -300,13 +328,13 @@ class Cache:
         one public lookup per key (slower, still right).
         """
         index = self._open(create=False)
-        if index is None or not keys:
-            return {}
-        try:
-            found = self._select(index, keys)
-        except (AttributeError, TypeError, ValueError, sqlite3.Error):
-            found = {k: r for k in keys if (r := self._read("result:" + k)) is not None}
-        return {
+        found: dict[str, dict[str, Any]] = {}
+        if index is not None and keys:
+            try:
+                found = self._select(index, keys)
+            except (AttributeError, TypeError, ValueError, sqlite3.Error):
+                found = {k: r for k in keys if (r := self._read("result:" + k)) is not None}
+        local = {
             key: record
             for key, record in found.items()
             if all(
@@ -315,6 +343,9 @@ class Cache:
                 if "file" in out
             )
         }
+        if remote and self.remote is not None and len(local) < len(set(keys)):
+            local.update(self.remote.pull([k for k in keys if k not in local]))
+        return local
 
     @staticmethod
     def _select(index: Any, keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -336,9 +367,15 @@ class Cache:
                 found[str(name).removeprefix("result:")] = json.loads(text)
         return found
 
-    def put_result(self, key: str, record: dict[str, Any]) -> None:
-        """Store ``record`` under ``key``; its blobs must already be stored."""
+    def put_result(self, key: str, record: dict[str, Any], *, push: bool = True) -> None:
+        """Store ``record`` under ``key``; its blobs must already be stored.
+
+        With a remote cache attached, the result is then pushed in the background (when its
+        policy shares it); ``push=False`` for what came from the remote (no echo).
+        """
         self._write("result:" + key, record)
+        if push and self.remote is not None:
+            self.remote.push_later(key, record)
 
     def get(self, name: str) -> Any:
         """A small bookkeeping value (memoised probes, fetched URLs)."""
@@ -368,6 +405,14 @@ class Cache:
             tmp.chmod(_READ_ONLY)
             tmp.replace(final)
         return final
+
+    def commit_blob(self, tmp: Path, digest: str) -> Path:
+        """Move ``tmp`` (a file in this cache's ``tmp/``, whose blake3 ``digest`` the caller
+        has just verified) into ``blobs/``, read-only; returns where it went.
+
+        An existing blob of that digest is kept (and ``tmp`` removed).
+        """
+        return self._commit(tmp, digest)
 
     def store_file(self, src: Path, *, move: bool = False) -> tuple[str, int]:
         """Store a file's bytes; returns ``(digest, size)``.

@@ -19,8 +19,8 @@ import blake3
 
 from motionflow.cache.archive import KindOf, bad, check_record, importable, member_kind
 from motionflow.cache.export import _EXPORT_VERSION, EXPORT_FORMAT, ExportReport, export_results
-from motionflow.cache.integrity import _now
-from motionflow.cache.manage import _CHUNK, _digests, _index, _raw_record, _usd, is_paid
+from motionflow.cache.integrity import utc_now
+from motionflow.cache.manage import _CHUNK, _usd, is_paid, open_index, raw_record, record_digests
 from motionflow.cache.store import Cache
 from motionflow.errors import CacheError, MotionflowError, UsageError
 from motionflow.infile import NOT_REGULAR
@@ -134,7 +134,7 @@ def import_results(cache: Cache, src: Path, kind_of: KindOf) -> ImportReport:
         _check_body(src, body)
         sizes = {digest: path.stat().st_size for digest, path in staged.items()}
         for record in body["results"].values():
-            for digest in _digests(record) if isinstance(record, dict) else []:
+            for digest in record_digests(record) if isinstance(record, dict) else []:
                 if isinstance(digest, str) and digest not in sizes and cache.has_blob(digest):
                     sizes[digest] = cache.blob_path(digest).stat().st_size
         results = {k: check_record(src, k, r, sizes, kind_of) for k, r in body["results"].items()}
@@ -380,28 +380,28 @@ def _commit_import(
     writes: dict[str, dict[str, Any]] = {}
     needed: set[str] = set()
     for key, record in results.items():
-        existing = _raw_record(cache, key)
+        existing = raw_record(cache, key)
         if existing is None:
-            origin = {"from": src.name, "at": _now()}
+            origin = {"from": src.name, "at": utc_now()}
             meta = {**record.get("meta", {}), "imported_from": src.name}
             writes[key] = {**record, "meta": meta, "imported": origin}
             report.added.append(key)
-        elif sorted(_digests(existing)) != sorted(_digests(record)):
+        elif sorted(record_digests(existing)) != sorted(record_digests(record)):
             report.conflicts.append(key)
             continue
-        elif all(cache.has_blob(d) for d in _digests(existing)):
+        elif all(cache.has_blob(d) for d in record_digests(existing)):
             report.present.append(key)
             continue
         else:
             report.restored.append(key)
-        needed.update(_digests(record))
+        needed.update(record_digests(record))
         if is_paid(record):
             report.paid_usd += _usd(record)
     for digest in sorted(needed):
         if digest in staged and not cache.has_blob(digest):
             cache._commit(staged[digest], digest)
             report.blobs += 1
-    index = _index(cache, create=True)
+    index = open_index(cache, create=True)
     with index.transact():
         for key, record in writes.items():
             index.set("result:" + key, json.dumps(record))

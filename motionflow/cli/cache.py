@@ -1,8 +1,13 @@
-"""``motionflow cache``: ls, du, verify, gc, export, import, forget."""
+"""``motionflow cache``: ls, du, verify, gc, export, import, forget, push, pull, status.
+
+push, pull and status (the team's remote cache) live in :mod:`motionflow.cli.cache_remote`,
+which builds on the helpers here; the group loads them when click asks for them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -15,10 +20,19 @@ from motionflow.cli.errors import handle_errors
 from motionflow.cli.format import age, format_size, make_console, money
 from motionflow.cli.options import cache_option, open_cache
 
-__all__ = ["cache"]
+__all__ = [
+    "REMOTE_COMMANDS",
+    "CacheCommands",
+    "cache",
+    "json_option",
+    "opened",
+    "project_roots",
+    "projects_option",
+]
 
 
-def _projects_option(func: Callable[..., Any]) -> Callable[..., Any]:
+def projects_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--project`` (repeatable): the projects whose results are in use."""
     return click.option(
         "--project",
         "projects",
@@ -29,11 +43,13 @@ def _projects_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
-def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``: print JSON instead of text."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
-def _roots(projects: tuple[Path, ...]) -> list[Path]:
+def project_roots(projects: tuple[Path, ...]) -> list[Path]:
+    """The roots of the ``--project`` folders, or of the project around the current folder."""
     from motionflow.project import find_project_root
 
     if projects:
@@ -42,7 +58,7 @@ def _roots(projects: tuple[Path, ...]) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _opened(cache_dir: str | None) -> Iterator[Any]:
+def opened(cache_dir: str | None) -> Iterator[Any]:
     """The cache at ``cache_dir`` (or the default), closed afterwards."""
 
     store = open_cache(cache_dir)
@@ -52,16 +68,42 @@ def _opened(cache_dir: str | None) -> Iterator[Any]:
         store.close()
 
 
-@click.group()
+#: The commands of the team's remote cache: name -> ``module:attribute`` of its click command.
+#: That module builds on this one's helpers, so this one imports it by name only, when click
+#: asks for one of them (as motionflow/cli/app.py does for the top-level commands).
+REMOTE_COMMANDS = {
+    "pull": "motionflow.cli.cache_remote:pull",
+    "push": "motionflow.cli.cache_remote:push",
+    "status": "motionflow.cli.cache_remote:status",
+}
+
+
+class CacheCommands(click.Group):
+    """The ``cache`` group; the commands of :data:`REMOTE_COMMANDS` are imported when needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *REMOTE_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in REMOTE_COMMANDS:
+            module, _, name = REMOTE_COMMANDS[cmd_name].partition(":")
+            found = getattr(importlib.import_module(module), name)
+            assert isinstance(found, click.Command)
+            self.add_command(found, cmd_name)
+        return found
+
+
+@click.group(cls=CacheCommands)
 def cache() -> None:
     """Inspect and manage the cache: entries, sizes, integrity, garbage, sharing."""
 
 
 @cache.command("ls")
 @cache_option
-@_projects_option
+@projects_option
 @click.option("--paid", "paid_only", is_flag=True, help="Only results that stand for a job.")
-@_json_option
+@json_option
 def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_json: bool) -> None:
     """List cached results: stage kind, size, age, what they cost, whether in use."""
     from rich.markup import escape
@@ -70,8 +112,8 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
     from motionflow.cli.tables import Column, print_table
     from motionflow.engine.references import referenced_keys
 
-    with handle_errors(), _opened(cache_dir) as store:
-        rows = list_entries(store, referenced_keys(store, _roots(projects)))
+    with handle_errors(), opened(cache_dir) as store:
+        rows = list_entries(store, referenced_keys(store, project_roots(projects)))
     rows = [r for r in rows if r.paid or not paid_only]
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows]))
@@ -113,13 +155,13 @@ def ls(cache_dir: str | None, projects: tuple[Path, ...], paid_only: bool, as_js
 
 @cache.command()
 @cache_option
-@_json_option
+@json_option
 def du(cache_dir: str | None, as_json: bool) -> None:
     """Show how much room the cache takes: paid results, intermediates, leftovers."""
     from motionflow.cache.manage import disk_usage
     from motionflow.cli.tables import Column, print_table
 
-    with handle_errors(), _opened(cache_dir) as store:
+    with handle_errors(), opened(cache_dir) as store:
         usage = disk_usage(store)
     if as_json:
         click.echo(json.dumps(usage.to_json()))
@@ -144,7 +186,7 @@ def du(cache_dir: str | None, as_json: bool) -> None:
 
 @cache.command()
 @cache_option
-@_json_option
+@json_option
 def verify(cache_dir: str | None, as_json: bool) -> None:
     """Re-hash every stored file; quarantine corrupt ones (exit 1 when any is found).
 
@@ -156,7 +198,7 @@ def verify(cache_dir: str | None, as_json: bool) -> None:
 
     from motionflow.cache.integrity import verify_blobs
 
-    with handle_errors(), _opened(cache_dir) as store:
+    with handle_errors(), opened(cache_dir) as store:
         report = verify_blobs(store)
     if as_json:
         click.echo(json.dumps(report.to_json()))
@@ -186,7 +228,7 @@ def verify(cache_dir: str | None, as_json: bool) -> None:
 
 @cache.command()
 @cache_option
-@_projects_option
+@projects_option
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would go, and the cost.")
 @click.option(
     "--include-paid",
@@ -198,7 +240,7 @@ def verify(cache_dir: str | None, as_json: bool) -> None:
     metavar="SIZE",
     help="Also remove in-use free results, oldest first, until they take at most SIZE (500M).",
 )
-@_json_option
+@json_option
 def gc(
     cache_dir: str | None,
     projects: tuple[Path, ...],
@@ -220,10 +262,10 @@ def gc(
 
     with handle_errors():
         quota = parse_size(max_intermediates) if max_intermediates is not None else None
-        with _opened(cache_dir) as store:
+        with opened(cache_dir) as store:
             report = collect_garbage(
                 store,
-                referenced_keys(store, _roots(projects)),
+                referenced_keys(store, project_roots(projects)),
                 include_paid=include_paid,
                 max_intermediate_bytes=quota,
                 dry_run=dry_run,
@@ -252,13 +294,13 @@ def gc(
 @cache.command()
 @cache_option
 @click.argument("keys", nargs=-1, required=True)
-@_json_option
+@json_option
 def forget(cache_dir: str | None, keys: tuple[str, ...], as_json: bool) -> None:
     """Drop results by key (or prefix), so the next run makes them again, paid ones too."""
     from motionflow.cache.integrity import forget as drop
     from motionflow.cache.manage import resolve_keys
 
-    with handle_errors(), _opened(cache_dir) as store:
+    with handle_errors(), opened(cache_dir) as store:
         dropped = drop(store, resolve_keys(store, keys))
     if as_json:
         click.echo(json.dumps([{"key": k, "usd": round(u, 2)} for k, u in dropped]))
@@ -270,12 +312,12 @@ def forget(cache_dir: str | None, keys: tuple[str, ...], as_json: bool) -> None:
 
 @cache.command("export")
 @cache_option
-@_projects_option
+@projects_option
 @click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--recipe", "recipes", multiple=True, help="Results of this recipe (repeatable).")
 @click.option("--key", "keys", multiple=True, help="A result key or prefix (repeatable).")
 @click.option("--all", "everything", is_flag=True, help="Every result in the cache.")
-@_json_option
+@json_option
 def export_(
     cache_dir: str | None,
     projects: tuple[Path, ...],
@@ -294,8 +336,8 @@ def export_(
         if not (recipes or keys or everything):
             msg = "choose what to export: --recipe NAME, --key KEY or --all"
             raise UsageError(msg)
-        with _opened(cache_dir) as store:
-            roots = _roots(projects)
+        with opened(cache_dir) as store:
+            roots = project_roots(projects)
             wanted = resolve_keys(store, keys) if keys else []
             for name in recipes:
                 wanted += [k for k in recipe_keys(roots, name) if k not in wanted]
@@ -317,12 +359,12 @@ def export_(
 @cache.command("import")
 @cache_option
 @click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
-@_json_option
+@json_option
 def import_(cache_dir: str | None, src: Path, as_json: bool) -> None:
     """Add the results of an export, checking every file's digest; never overwrites."""
     from motionflow.engine.references import import_results
 
-    with handle_errors(), _opened(cache_dir) as store:
+    with handle_errors(), opened(cache_dir) as store:
         report = import_results(store, src)
     if as_json:
         click.echo(json.dumps(report.to_json()))
