@@ -22,6 +22,7 @@ from motionflow.providers.settings import DEFAULT_BASE_URL, check_api_key, check
 from motionflow.publish.factory import make_publisher, publisher_spec
 
 if TYPE_CHECKING:
+    from motionflow.cache.lease import Leases
     from motionflow.cache.store import Cache
     from motionflow.plan import Plan
 
@@ -110,6 +111,7 @@ def open_generations(
     *,
     options: GenerationOptions | None = None,
     publish: Any = None,
+    leases: Leases | None = None,
 ) -> Generations:
     """Check the provider's configuration now, and return how to open its sessions later.
 
@@ -119,6 +121,9 @@ def open_generations(
         emit: where sessions send events.
         options: provider flags and settings (default: from the environment).
         publish: a publisher spec from the CLI, overriding the recipe's ``publish:``.
+        leases: the team's leases (a remote is configured): paid submits claim the key on the
+            remote first, so two machines never pay for one generation (the simulator takes
+            none).
 
     Raises:
         UsageError: no API key or no publisher for a run with generations to submit.
@@ -164,7 +169,7 @@ def open_generations(
 
     def open_session() -> GenerationSession:
         memo = None if provider == "simulate" else cache
-        session = GenerationSession(provider, cache, memo, publisher, options, emit)
+        session = GenerationSession(provider, cache, memo, publisher, options, emit, leases=leases)
         holder.append(session)
         return session
 
@@ -173,6 +178,6 @@ def open_generations(
         if not key:
             return None
         check_api_key(key)
-        return GenerationSession("empiriolabs", cache, cache, None, options, emit)
+        return GenerationSession("empiriolabs", cache, cache, None, options, emit, leases=leases)
 
     return Generations(options, open_session if publisher is not None else None, open_collector)

@@ -19,6 +19,14 @@ The caller (the executor) holds the key's lock around :meth:`~GenerationSession.
 processes never work on one key at once; every journal write for a key happens under that lock.
 The decisions on an existing record live in :mod:`motionflow.providers.resume`, the flags in
 :mod:`motionflow.providers.options`, the simulator in :mod:`motionflow.providers.simulate`.
+
+With a team's remote (``leases``), the key lock's work is done across machines by the key's
+lease (:mod:`motionflow.cache.lease`): a key with no local record is claimed on the remote
+before it is submitted; a machine that loses the claim follows the winner's job (polls and
+downloads it as a resumed job) instead of paying for it again; the job id and the final state
+go to the lease as they go to the journal. The simulator (free, per process) takes no leases.
+The submit steps live in :mod:`motionflow.providers.session_submit`, the lease steps in
+:mod:`motionflow.providers.session_leases`; :class:`GenerationSession` inherits both.
 """
 
 from __future__ import annotations
@@ -27,39 +35,26 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from motionflow.artifacts import FileArtifact
 from motionflow.cache.journal import JobRecord, Journal
 from motionflow.cache.locks import key_lock
-from motionflow.errors import ProviderError, UsageError
-from motionflow.events import Event, JobCompleted, JobResumed, JobSubmitted, JobUpdate, Warning
+from motionflow.errors import ProviderError
+from motionflow.events import Event, JobCompleted, JobResumed, JobUpdate, Warning
 from motionflow.providers.collect import Collector, JobPending
-from motionflow.providers.empiriolabs import (
-    AuthError,
-    EmpirioLabsClient,
-    InsufficientCredits,
-    ModelNotFound,
-    RateLimited,
-    RequestRejected,
-    ServiceUnreachable,
-    SubmitInDoubt,
-    SubmitRequest,
-)
+from motionflow.providers.empiriolabs import EmpirioLabsClient
 from motionflow.providers.options import GenerationOptions, options_from_env
 from motionflow.providers.ratelimit import RateLimiter
-from motionflow.providers.resume import (
-    IN_FLIGHT,
-    idempotency_key,
-    in_doubt_message,
-    next_attempt,
-    resumable,
-)
+from motionflow.providers.resume import IN_FLIGHT, idempotency_key, resumable
+from motionflow.providers.session_submit import MODEL_ID, JobSpec, SessionSubmits
 from motionflow.providers.simulate import SIM_SCALE, Simulator
 from motionflow.providers.status import Job, is_queued
 from motionflow.publish.base import PublishedUrls, Publisher
+
+if TYPE_CHECKING:
+    from motionflow.cache.lease import Leases, Ticket
 
 __all__ = [
     "IN_FLIGHT",
@@ -71,8 +66,6 @@ __all__ = [
     "idempotency_key",
     "options_from_env",
 ]
-
-MODEL_ID = "kling-v3-motion-control"
 
 
 @dataclass(frozen=True)
@@ -90,25 +83,7 @@ class Generated:
     resumed: bool
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """What one generation asks for, and who asks (for the journal and messages)."""
-
-    key: str
-    stage: str
-    label: str
-    recipe: str
-    image: FileArtifact
-    video: FileArtifact
-    prompt: str
-    mode: str
-    character_orientation: str
-    duration: float
-    keep_original_sound: bool
-    estimated_usd: float
-
-
-class GenerationSession:
+class GenerationSession(SessionSubmits):
     """The provider connection of one run; create it lazily, close it with :meth:`aclose`.
 
     Args:
@@ -118,6 +93,8 @@ class GenerationSession:
         publisher: makes local files fetchable (None for a session that only collects).
         options: flags and settings.
         emit: sends events to the reporter.
+        leases: the team's leases on paid submits (:class:`~motionflow.cache.lease.Leases`),
+            or None without a remote; ignored by the simulator.
     """
 
     def __init__(
@@ -128,6 +105,7 @@ class GenerationSession:
         publisher: Publisher | None,
         options: GenerationOptions,
         emit: Callable[[Event], None],
+        leases: Leases | None = None,
     ) -> None:
         self.provider = provider
         self.free = provider == "simulate"
@@ -139,6 +117,7 @@ class GenerationSession:
         self._publisher = publisher
         self._urls = PublishedUrls(publisher, memo) if publisher is not None else None
         self._simulator = Simulator() if self.free else None
+        self._leases = None if self.free else leases
         self._http: httpx.AsyncClient | None = None
         self._client: EmpirioLabsClient | None = None
         self._collector: Collector | None = None
@@ -303,6 +282,9 @@ class GenerationSession:
 
     async def _generate(self, spec: JobSpec, workdir: Path) -> Generated:
         record = self.journal.get(spec.key)
+        doubt = {"submitting", "in_doubt"}  # (submitting: a run stopped mid-POST, or mid-follow)
+        if record is not None and record.state in doubt and self._leases is not None:
+            record = await self._doubt_resolved_elsewhere(record)
         if record is not None:
             record = resumable(
                 self.journal,
@@ -312,16 +294,24 @@ class GenerationSession:
                 options=self.options,
                 has_blob=self.cache.has_blob,
             )
+        ticket: Ticket | None = None
+        if record is None and self._leases is not None:
+            await self.client()  # a configuration mistake stops before the claim
+            ticket, record = await self._claim(spec)  # raises when it must stop
         resumed = record is not None
         client = await self.client()
         job_id = record.job_id or "" if record is not None else ""
         usd = 0.0 if resumed or self.free else spec.estimated_usd
         try:
             if record is None:
-                record = await self._submit(client, spec)
+                record = await self._submit_leased(client, spec, ticket)
                 job_id = record.job_id or ""
+                if record.redownload:  # the lease moved meanwhile: following its new job
+                    resumed, usd = True, 0.0
+                    self.emit(JobResumed(spec.stage, spec.label, job_id, record.state))
             elif record.job_id:
                 self.emit(JobResumed(spec.stage, spec.label, record.job_id, record.state))
+                await self._settle_lease(spec.key)  # a holder back from a crash: the job id
             state = "downloading" if record.state in {"completed", "stored"} else "submitted"
             self._update(spec.stage, spec.label, spec.key, state, job_id, usd)
             self.touched.append(record)
@@ -330,8 +320,11 @@ class GenerationSession:
         except ProviderError as exc:
             end = "pending" if isinstance(exc, JobPending) else "failed"
             self._update(spec.stage, spec.label, spec.key, end, job_id, usd)
+            if job_id:
+                await self._settle_lease(spec.key)
             raise
         record = self.journal.get(spec.key) or record
+        await self._settle_lease(spec.key)
         self._update(spec.stage, spec.label, spec.key, "done", job_id, usd)
         self.emit(
             JobCompleted(spec.stage, spec.label, record.job_id or "", record.billed_seconds or 0.0)
@@ -381,92 +374,11 @@ class GenerationSession:
                         end = "pending" if isinstance(exc, JobPending) else "failed"
                         self._update(*where, end, job_id, 0.0)
                         problems.append(str(exc))
+                        await self._settle_lease(current.key)
                         return
+                await self._settle_lease(current.key)
                 self._update(*where, "done", job_id, 0.0)
                 done += 1
 
         await asyncio.gather(*(one(r) for r in records))
         return done, problems
-
-    async def _publish(self, spec: JobSpec) -> tuple[str, str]:
-        if self._urls is None:
-            msg = f"{spec.label}: no publisher is configured for this session"
-            raise UsageError(msg)
-        image, video = await asyncio.gather(self._urls.url(spec.image), self._urls.url(spec.video))
-        return image, video
-
-    async def _submit(self, client: EmpirioLabsClient, spec: JobSpec) -> JobRecord:
-        if self.stopped is not None:
-            msg = f"{spec.label}: not submitted: {self.stopped}"
-            raise self._stop_error(msg)
-        usd = 0.0 if self.free else spec.estimated_usd
-        self._update(spec.stage, spec.label, spec.key, "submitting", "", usd)
-        image, video = await self._publish(spec)
-        body = SubmitRequest(
-            model=MODEL_ID,
-            prompt=spec.prompt,
-            reference_image=image,
-            reference_video=video,
-            character_orientation=spec.character_orientation,
-            mode=spec.mode,
-            duration=spec.duration,
-            keep_original_sound=spec.keep_original_sound,
-        )
-        attempt, idem = next_attempt(self.journal, spec.key)
-        async with self._submit_lock:  # one at a time: a 401 or 402 stops the ones behind it
-            return await self._post(client, spec, body, attempt, idem)
-
-    async def _post(
-        self, client: EmpirioLabsClient, spec: JobSpec, body: SubmitRequest, attempt: int, idem: str
-    ) -> JobRecord:
-        if self.stopped is not None:
-            msg = f"{spec.label}: not submitted: {self.stopped}"
-            raise self._stop_error(msg)
-        record = self.journal.begin(
-            spec.key,
-            label=spec.label,
-            recipe=spec.recipe,
-            provider=self.provider,
-            request=body.to_json(),
-            idempotency_key=idem,
-            estimated_usd=spec.estimated_usd,
-            stage=spec.stage,
-            attempt=attempt,
-        )
-        try:
-            submitted = await client.submit(body, idempotency_key=idem)
-        except SubmitInDoubt as exc:
-            record = self.journal.advance(record, "in_doubt", error=str(exc))
-            self.in_doubt.append(record)
-            if self.free:  # the simulator has nothing to lose: try once more, now
-                self.journal.archive(record, "simulated: nothing to lose by submitting again")
-                return await self._post(client, spec, body, attempt, idem)
-            raise ProviderError(in_doubt_message(spec.label, record)) from exc
-        except RequestRejected as exc:
-            self.journal.advance(record, "failed", error=str(exc))
-            msg = f"{spec.label}: EmpirioLabs refused the request (nothing was charged): {exc}"
-            raise ProviderError(msg) from exc
-        except ServiceUnreachable as exc:
-            self.journal.discard(record)  # no connection was made: nothing reached the service
-            self.stopped = f"{exc} (no further jobs are submitted in this run)"
-            self._stop_error = ServiceUnreachable
-            raise ServiceUnreachable(f"{spec.label}: not submitted: {exc}") from exc
-        except (AuthError, InsufficientCredits, ModelNotFound) as exc:
-            self.journal.discard(record)  # the POST certainly charged nothing
-            self.stopped = f"{exc} (no further jobs are submitted in this run)"
-            msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
-            raise ProviderError(msg) from exc
-        except (RateLimited, ProviderError) as exc:
-            self.journal.discard(record)
-            msg = f"{spec.label}: not submitted, nothing was charged: {exc}"
-            raise ProviderError(msg) from exc
-        # Cancelled (Ctrl-C) or a bug mid-POST: the record stays ``submitting``; the next
-        # run treats it as in doubt.
-        record = self.journal.advance(record, "submitted", job_id=submitted.job_id)
-        self.submitted.append(record)
-        self.emit(
-            JobSubmitted(
-                spec.stage, spec.label, self.provider, record.job_id or "", spec.estimated_usd
-            )
-        )
-        return record
