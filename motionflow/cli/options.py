@@ -22,9 +22,11 @@ __all__ = [
     "load",
     "max_usd_option",
     "open_cache",
+    "open_remote",
     "plan_recipe",
     "publish_from_cli",
     "recipe_options",
+    "remote_options",
     "target_options",
     "targets_from",
 ]
@@ -141,6 +143,37 @@ def cache_root(cache_dir: str | None) -> Path:
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
+def remote_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--remote URL`` and ``--no-remote``: the team's shared cache (docs/team.md)."""
+    func = click.option(
+        "--no-remote",
+        is_flag=True,
+        help="Work without the shared remote cache, whatever the config says.",
+    )(func)
+    return click.option(
+        "--remote",
+        metavar="s3://BUCKET/PREFIX",
+        help="Shared remote cache [env MOTIONFLOW_REMOTE; motionflow.toml [cache] remote].",
+    )(func)
+
+
+def open_remote(cache: Any, project_root: Path, remote: str | None, no_remote: bool) -> Any:
+    """Attach the chosen remote cache to ``cache``; the :class:`~motionflow.engine.team.Team`,
+    or None when no remote is configured. Nothing is contacted yet.
+
+    Raises:
+        UsageError: the URL or the project config is wrong, or boto3 is missing.
+    """
+    from motionflow.cache.remote_config import remote_choice
+
+    choice = remote_choice(remote, disabled=no_remote, project_root=project_root)
+    if choice is None:
+        return None
+    from motionflow.engine.team import open_team
+
+    return open_team(choice, cache)
+
+
 def open_cache(cache_dir: str | None) -> Any:
     """The cache at ``--cache`` (or the default); the caller closes it."""
     from motionflow.cache.store import Cache
@@ -156,11 +189,14 @@ def plan_recipe(
     targets: Targets | None = None,
     *,
     preview: bool = False,
+    remote: tuple[str | None, bool] = (None, False),
+    rebuild_on_tool_change: bool = False,
 ) -> tuple[Recipe, Plan]:
     """Load and plan a recipe; a problem is reported and exits (see ``handle_errors``).
 
     ``preview`` plans through a cache that is only read (``why`` and ``impact`` write
-    nothing to it).
+    nothing to it). ``remote`` is ``(--remote, --no-remote)``: a miss asks the team's remote
+    cache (not while previewing, which writes nothing).
     """
     from motionflow.providers.pricing import price_table
     from motionflow.targets import targeted_plan
@@ -174,10 +210,19 @@ def plan_recipe(
             cache = PreviewCache(cache_root(cache_dir))
         else:
             cache = open_cache(cache_dir)
+        team = None if preview else open_remote(cache, loaded.root, *remote)
         try:
-            return loaded, targeted_plan(loaded, cache, targets)
+            planned = targeted_plan(
+                loaded, cache, targets, rebuild_on_tool_change=rebuild_on_tool_change
+            )
+            return loaded, planned
         finally:
-            cache.close()
+            try:
+                if team is not None:  # what the remote refused or could not give: on stderr
+                    for problem in team.close():
+                        click.echo(f"warning: {problem}", err=True)
+            finally:
+                cache.close()
     raise AssertionError  # pragma: no cover - handle_errors() exits
 
 

@@ -16,6 +16,7 @@ from motionflow.cli.options import (
     max_usd_option,
     plan_recipe,
     recipe_options,
+    remote_options,
     target_options,
     targets_from,
 )
@@ -159,8 +160,14 @@ def print_plan(plan: Plan, console: Console, show_all: bool) -> None:
 @recipe_options
 @target_options
 @cache_option
+@remote_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--all", "show_all", is_flag=True, help="List every instance, however many.")
+@click.option(
+    "--rebuild-on-tool-change",
+    is_flag=True,
+    help="Plan to re-run cached free results made with another ffmpeg than this machine's.",
+)
 @click.option(
     "-o",
     "--output",
@@ -175,8 +182,11 @@ def plan(
     only: tuple[str, ...],
     target_stages: tuple[str, ...],
     cache_dir: str | None,
+    remote: str | None,
+    no_remote: bool,
     as_json: bool,
     show_all: bool,
+    rebuild_on_tool_change: bool,
     output: str | None,
     max_usd: float | None,
 ) -> None:
@@ -186,7 +196,15 @@ def plan(
     from motionflow.ledger import pending_jobs, pending_note
 
     targets = targets_from(only, target_stages)
-    _, planned = plan_recipe(recipe, var, allow_outside_project, cache_dir, targets)
+    _, planned = plan_recipe(
+        recipe,
+        var,
+        allow_outside_project,
+        cache_dir,
+        targets,
+        remote=(remote, no_remote),
+        rebuild_on_tool_change=rebuild_on_tool_change,
+    )
     budget = check_budget(planned, max_usd)
     with handle_errors():
         pending = pending_jobs(cache_root(cache_dir))
@@ -251,6 +269,8 @@ def _run_command(
         argv += ["--max-usd", repr(max_usd)]
     params = click.get_current_context().params
     argv += targets_from(params.get("only", ()), params.get("target_stages", ())).argv()
+    if params.get("rebuild_on_tool_change"):
+        argv.append("--rebuild-on-tool-change")
     return shlex.join([*argv, "--plan", plan_file])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,14 +16,18 @@ from motionflow.cli.options import (
     load,
     max_usd_option,
     open_cache,
+    open_remote,
     publish_from_cli,
     recipe_options,
+    remote_options,
     target_options,
     targets_from,
 )
 from motionflow.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from rich.console import Console
 
     from motionflow.engine import RunResult
@@ -49,6 +53,7 @@ def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
     if result.executed == 0 and result.failed == 0 and result.blocked == 0:
         click.echo(_nothing_to_do(result.cached, result.saved_usd))
         _print_jobs_elsewhere(result, console)
+        _print_remote(result, console)
         return
     rows = [("reused", str(result.cached)), ("ran", str(result.executed))]
     if result.failed:
@@ -72,6 +77,26 @@ def _print_result(result: RunResult, plan: Plan, console: Console) -> None:
     if result.outputs:
         console.print(f"outputs in {plan.recipe.out_dir}")
     _print_jobs_elsewhere(result, console)
+    _print_remote(result, console)
+
+
+def _print_remote(result: RunResult, console: Console) -> None:
+    """One line on what the team's remote cache gave and took, and its warnings."""
+    from rich.markup import escape
+
+    from motionflow.cli.format import format_size
+
+    remote = result.remote
+    if remote is None:
+        return
+    if remote["pulled"] or remote["pushed"]:
+        console.print(
+            f"remote {escape(remote['url'])}: pulled {remote['pulled']} result(s) "
+            f"({format_size(remote['pulled_bytes'])}), pushed {remote['pushed']} "
+            f"({format_size(remote['pushed_bytes'])})"
+        )
+    for problem in remote["problems"]:
+        console.print(f"[yellow]warning:[/] {escape(problem)}")
 
 
 def _print_jobs_elsewhere(result: RunResult, console: Console) -> None:
@@ -123,11 +148,34 @@ def _spending_limit(
     raise BudgetError(msg)
 
 
+def _executor_spec(ctx: click.Context, param: click.Parameter, spec: str) -> str:
+    """``--executor``: ``local``, ``dask`` or ``dask://HOST:PORT``, checked before anything runs."""
+    del ctx, param
+    spec = spec.strip()
+    if spec in {"local", "dask"} or (spec.startswith("dask://") and len(spec) > len("dask://")):
+        return spec
+    msg = (
+        f"--executor {spec!r} is not an executor; use local (the default), dask (a Dask "
+        "cluster on this machine) or dask://HOST:PORT (a running Dask scheduler)"
+    )
+    raise click.BadParameter(msg)
+
+
 @click.command()
 @recipe_options
 @target_options
 @cache_option
+@remote_options
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), help="Instances run at once [CPUs].")
+@click.option(
+    "--executor",
+    envvar="MOTIONFLOW_EXECUTOR",
+    default="local",
+    show_default=True,
+    callback=_executor_spec,
+    metavar="local|dask|dask://HOST:PORT",
+    help="Where free stages run: here, a local Dask cluster, or a Dask scheduler.",
+)
 @max_usd_option("Refuse to spend more (exit 3); replaces budget.max_usd.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="Only the summary.")
@@ -135,6 +183,11 @@ def _spending_limit(
     "--recheck",
     is_flag=True,
     help="Plan in full even when the run stamp says nothing changed.",
+)
+@click.option(
+    "--rebuild-on-tool-change",
+    is_flag=True,
+    help="Re-run cached free results made with another ffmpeg than this machine's.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Spend without asking (no budget needed).")
 @click.option(
@@ -174,11 +227,15 @@ def run(
     only: tuple[str, ...],
     target_stages: tuple[str, ...],
     cache_dir: str | None,
+    remote: str | None,
+    no_remote: bool,
     jobs: int | None,
+    executor: str,
     max_usd: float | None,
     as_json: bool,
     quiet: bool,
     recheck: bool,
+    rebuild_on_tool_change: bool,
     yes: bool,
     resubmit_in_doubt: bool,
     resubmit_lost: bool,
@@ -201,7 +258,8 @@ def run(
     targets = targets_from(only, target_stages)
     with handle_errors():
         waiting = bool(Journal(cache_root).open_keys())  # paid jobs to collect, or to report
-    if not recheck and plan_file is None and not waiting:  # a reviewed plan: checked in full
+    # a reviewed plan, or a rebuild on a tool change: checked in full
+    if not recheck and not rebuild_on_tool_change and plan_file is None and not waiting:
         summary = check_stamp(
             cache_root, Path(recipe), list(var), allow_outside_project, targets.to_json()
         )
@@ -213,6 +271,7 @@ def run(
             return
 
     import asyncio
+    import functools
     import time
 
     from motionflow.providers.options import options_from_env
@@ -235,8 +294,13 @@ def run(
         )
         _check_settings()
         cache = open_cache(cache_dir)
+        team: Any = None
+        result: RunResult | None = None
         try:
-            planned = targeted_plan(loaded, cache, targets)
+            team = open_remote(cache, loaded.root, remote, no_remote)
+            planned = targeted_plan(
+                loaded, cache, targets, rebuild_on_tool_change=rebuild_on_tool_change
+            )
             if reviewed is not None:  # before anything runs: nothing is spent on a drift
                 check_plan(reviewed, planned, Path(plan_file or ""), raw_vars=var)
                 # generations whose key is known only during the run: checked before submitting
@@ -252,23 +316,47 @@ def run(
             from motionflow.cli.progress import RunProgress
             from motionflow.engine import execute
 
+            generations = None
+            if team is not None:  # paid submits take the team's lease first
+                from motionflow.engine.generation import open_generations
+
+                generations = functools.partial(
+                    open_generations, options=options, publish=publish, leases=team.leases()
+                )
+            backend = None
+            if executor != "local":  # paid generations stay here whatever the executor
+                from motionflow.engine.dask import open_backend
+
+                backend = open_backend(executor, cache_root=cache.root)
             started = time.time()
             with RunProgress(console, len(planned.items), quiet=quiet, as_json=as_json) as progress:
                 result = asyncio.run(
-                    execute(
-                        planned,
-                        cache,
-                        reporter=progress,
-                        jobs=jobs,
-                        max_usd=limit,
-                        generation=options,
-                        publish=publish,
-                        approve=approval,
+                    _execute_on(
+                        backend,
+                        jobs,
+                        functools.partial(
+                            execute,
+                            planned,
+                            cache,
+                            reporter=progress,
+                            max_usd=limit,
+                            generation=options,
+                            publish=publish,
+                            approve=approval,
+                            generations=generations,
+                        ),
                     )
                 )
             write_stamp(planned, result, cache, list(var), allow_outside_project, targets.to_json())
         finally:
-            cache.close()
+            try:
+                if team is not None:  # the pushes still under way finish first
+                    problems = team.close()  # what the remote refused or missed
+                    if result is not None:
+                        result.remote = team.summary(problems)
+            finally:
+                cache.close()
+    assert result is not None  # handle_errors exits on any failure above
     # the gallery, refreshed when this run made something, shows other vars than the last
     # recorded run (all cached, yet other results in out/), or there is none yet
     fresh = result.executed or _gallery_stale(loaded)
@@ -283,6 +371,23 @@ def run(
     if approval is not None and approval.refused:
         die(UsageError(_refused_during_run(approval.refused, plan_file or "")))
     sys.exit(result.exit_code)
+
+
+async def _execute_on(
+    backend: Any, jobs: int | None, execute: Callable[..., Coroutine[Any, Any, RunResult]]
+) -> RunResult:
+    """Run ``execute`` here (``backend`` None) or on a Dask backend, closed afterwards.
+
+    The Dask client lives on this event loop: it connects, runs and closes inside it. Without
+    ``--jobs``, twice the cluster's worker threads are kept busy (each waits on I/O too).
+    """
+    if backend is None:
+        return await execute(jobs=jobs)
+    try:
+        threads = await backend.connect()
+        return await execute(jobs=jobs or 2 * threads, backend=backend)
+    finally:
+        await backend.aclose()
 
 
 def _gallery_stale(loaded: Recipe) -> bool:

@@ -30,6 +30,8 @@ class RunResult:
         jobs_collected: paid jobs of earlier runs (any recipe, any vars) fetched by this run.
         jobs_pending: for each paid job still in flight after the run, why and what to do.
         jobs_in_doubt: submits of this run whose fate is unknown (maybe charged).
+        remote: what went to and came from the team's remote cache (``url``, ``pulled``,
+            ``pulled_bytes``, ``pushed``, ``pushed_bytes``, ``problems``), None without one.
     """
 
     executed: int = 0
@@ -48,6 +50,7 @@ class RunResult:
     jobs_collected: int = 0
     jobs_pending: list[str] = field(default_factory=list)
     jobs_in_doubt: int = 0
+    remote: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -79,4 +82,5 @@ class RunResult:
             "outputs": self.outputs,
             "failures": [{"instance": i, "error": e} for i, e in self.failures],
             "exit_code": self.exit_code,
+            **({"remote": self.remote} if self.remote is not None else {}),
         }

@@ -300,6 +300,16 @@ def _flag_cases() -> list[Case]:
             ("--publish", "url", "--publish-option", "color=red"),
             ("--publish url", "color"),
         ),
+        "remote-not-s3": (("--remote", "ftp://team/mf"), ("--remote", "not an s3:// URL")),
+        "remote-bad-bucket": (("--remote", "s3://A_B/mf"), ("--remote", "'A_B'")),
+        "remote-dotdot": (("--remote", "s3://team/../x"), ("--remote", "'..'")),
+        "remote-file-endpoint": (
+            ("--remote", "s3://team/mf?endpoint=file:///etc/passwd"),
+            ("endpoint", "not an http(s) URL"),
+        ),
+        "remote-unknown-option": (("--remote", "s3://team/mf?acl=public"), ("acl",)),
+        "executor-unknown": (("--executor", "spark"), ("--executor", "'spark'")),
+        "executor-empty-address": (("--executor", "dask://"), ("'dask://'",)),
     }
     return [
         Case(f"flag-{name}", ("run", "small.yaml", *args), needles, small)
@@ -307,10 +317,49 @@ def _flag_cases() -> list[Case]:
     ]
 
 
+def _config_cases() -> list[Case]:
+    """A broken ``motionflow.toml`` (the project's config): located, refused, nothing run."""
+    configs = {
+        "not-toml": ("[cache\nremote = 1\n", ("motionflow.toml", "not valid TOML")),
+        "cache-not-table": ("cache = 3\n", ("motionflow.toml:1", "must be a table")),
+        "unknown-setting": (
+            '[cache]\nremtoe = "s3://team/mf"\n',
+            ("motionflow.toml:2", "no setting 'remtoe'"),
+        ),
+        "remote-number": ("[cache]\nremote = 5\n", ("motionflow.toml:2", "text in quotes")),
+        "share-unknown": (
+            '[cache]\nremote = "s3://team/mf"\nshare = "most"\n',
+            ("share is 'most'",),
+        ),
+        "remote-not-s3": ('[cache]\nremote = "http://x/y"\n', ("not an s3:// URL",)),
+        "binary": (b"\xff\xfe\x00[cache]", ("motionflow.toml", "not UTF-8")),
+    }
+    return [
+        Case(
+            f"config-{name}",
+            ("run", "small.yaml"),
+            needles,
+            {"small.yaml": SMALL, "motionflow.toml": content},
+        )
+        for name, (content, needles) in configs.items()
+    ]
+
+
 def _environment_cases() -> list[Case]:
     small = {"small.yaml": SMALL}
     deep = "[" * 100_000 + "]" * 100_000
     settings: dict[str, tuple[dict[str, str], tuple[str, ...], dict[str, Content]]] = {
+        "remote-env-not-s3": (
+            {"MOTIONFLOW_REMOTE": "gs://team/mf"},
+            ("MOTIONFLOW_REMOTE", "not an s3:// URL"),
+            {},
+        ),
+        "remote-share-unknown": (
+            {"MOTIONFLOW_REMOTE": "s3://team/mf", "MOTIONFLOW_REMOTE_SHARE": "most"},
+            ("MOTIONFLOW_REMOTE_SHARE", "'most'"),
+            {},
+        ),
+        "executor-env-unknown": ({"MOTIONFLOW_EXECUTOR": "ray"}, ("'ray'",), {}),
         "ffmpeg-missing": (
             {"MOTIONFLOW_FFMPEG": "/nonexistent/ffmpeg"},
             ("MOTIONFLOW_FFMPEG='/nonexistent/ffmpeg'", "does not exist"),
@@ -583,6 +632,7 @@ def _account_cases() -> list[Case]:
 def all_cases() -> list[Case]:
     """Every case of the corpus, in a stable order, with unique names."""
     cases = _recipe_cases() + _plan_file_cases() + _flag_cases() + _environment_cases()
+    cases += _config_cases()
     cases += _input_cases() + _account_cases() + _command_cases()
     names = [case.name for case in cases]
     assert len(names) == len(set(names)), "duplicate case names"
