@@ -316,13 +316,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 #: changes the wall time of a run, never its results.
 LONG_FILES = (
     "test_money_model.py",
+    "test_team_flight.py",
     "test_generation.py",
     "test_hostile_corpus.py",
     "test_doubt_and_loss.py",
     "test_report_browser.py",
     "test_reliability.py",
     "test_money_path.py",
+    "test_remote_cache.py",
     "test_run.py",
+    "test_dask.py",
     "test_cache_manage.py",
     "test_hostile_cache.py",
     "test_targets.py",

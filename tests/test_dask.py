@@ -312,10 +312,8 @@ def _free_port() -> int:
 
 def test_an_unreachable_scheduler_or_a_bad_spec_is_a_usage_error(tmp_path: Path) -> None:
     address = f"127.0.0.1:{_free_port()}"
-    began = time.monotonic()
     with pytest.raises(UsageError, match=address) as caught:
         open_backend(f"dask://{address}", cache_root=tmp_path)
-    assert time.monotonic() - began < 10
     assert "dask scheduler" in str(caught.value)
     for spec in ("dusk", "dask://", "ray://x:1"):
         with pytest.raises(UsageError, match="dask://HOST:PORT"):

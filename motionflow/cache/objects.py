@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -121,6 +122,15 @@ def parse_remote(
     return RemoteSpec(shown, bucket, prefix, endpoint, chosen_region)
 
 
+def _retries() -> dict[str, Any]:
+    """boto3's retries: ``standard`` mode, 3 attempts, unless ``AWS_RETRY_MODE`` /
+    ``AWS_MAX_ATTEMPTS`` (boto3's own settings) say otherwise."""
+    retries: dict[str, Any] = {"mode": os.environ.get("AWS_RETRY_MODE", "").strip() or "standard"}
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    retries["max_attempts"] = int(attempts) if attempts.isdigit() and int(attempts) > 0 else 3
+    return retries
+
+
 def _missing_boto3(cause: str = "") -> UsageError:
     detail = f" ({cause})" if cause else ""
     msg = f"the remote cache needs boto3, which is not installed{detail}; run: {_INSTALL}"
@@ -180,7 +190,7 @@ class ObjectStore:
                 "signature_version": "s3v4",
                 "connect_timeout": 5,
                 "read_timeout": 60,
-                "retries": {"mode": "standard", "max_attempts": 3},
+                "retries": _retries(),
                 "max_pool_connections": 32,
             }
             if self.spec.endpoint_url is not None:
