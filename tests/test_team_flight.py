@@ -597,6 +597,8 @@ def test_b_started_while_a_job_runs_follows_it(team_factory: Any) -> None:
     assert a["jobs_submitted"] == len(OUTFITS)
     assert b["jobs_submitted"] == 0
     assert b["jobs_resumed"] == len(OUTFITS)
+    assert b["estimated_usd"] == 0  # A's spend, not B's: B's summary and budget owe nothing
+    assert b["saved_usd"] == a["estimated_usd"]
     assert _videos(team.b) == _videos(team.a)
     assert len(_videos(team.b)) == len(OUTFITS)
     for path in (team.b.cache / "journal").glob("*.json"):

@@ -230,7 +230,12 @@ class _Run:
             if result.on_stored is not None:
                 result.on_stored(record)
         self.result.executed += 1
-        if estimate is not None:
+        if estimate is not None and result.meta.get("resumed"):
+            # a job paid earlier, or by a teammate (followed through the team's lease):
+            # nothing of this run's budget or spend
+            self.reserved -= reserved
+            self.result.saved_usd += estimate.usd
+        elif estimate is not None:
             self.result.estimated_usd += estimate.usd
         self.emit(InstanceFinished(inst.stage, inst.label, key, time.monotonic() - started))
         outputs = record_outputs(record, self.cache.blob_path)
