@@ -27,11 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from s3rig import moto_endpoint, new_bucket, use_fake_aws
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -59,20 +60,6 @@ stages:
   thumb: {{uses: video.thumbnail, with: {{src: "${{stages.take.video}}"}}}}
 outputs: [take, thumb]
 """
-
-
-def _clean_aws_env(env: Any) -> None:
-    """No AWS settings of the user's: fake credentials for the local S3 endpoint only."""
-    for name in list(env):
-        if name.startswith("AWS_") or name.lower().endswith("_proxy"):
-            env.pop(name)
-    env.update(
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench-secret",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-        NO_PROXY="127.0.0.1,localhost",
-    )
 
 
 def _project(base: Path, name: str, variants: int, provider: str, publish: str = "") -> Path:
@@ -108,48 +95,17 @@ def _motionflow(
 
 
 class _Moto:
-    """moto's S3 server on a free loopback port, and one fresh bucket per call."""
+    """moto's S3 server (tests/s3rig.py: its conditional writes atomic, as S3's are)."""
 
     def __init__(self) -> None:
-        import logging
-
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        # moto checks If-None-Match/If-Match, then writes, without a lock; S3 does both at
-        # once. The server runs in this process, so its writes are serialised here (as in
-        # tests/test_team_flight.py), or the race measured would be moto's, not ours.
-        from moto.s3.responses import S3Response
-
-        original = S3Response.put_object
-        lock = threading.Lock()
-
-        def atomic(response: Any) -> Any:
-            with lock:
-                return original(response)
-
-        S3Response.put_object = atomic
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        self._endpoint = moto_endpoint()
+        self.endpoint = self._endpoint.__enter__()
 
     def bucket(self) -> str:
-        import boto3
-
-        name = f"team-{uuid.uuid4().hex[:10]}"
-        boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench-secret",
-        ).create_bucket(Bucket=name)
-        return f"s3://{name}/mf?endpoint={self.endpoint}"
+        return f"s3://{new_bucket(self.endpoint)}/mf?endpoint={self.endpoint}"
 
     def stop(self) -> None:
-        self.server.stop()
+        self._endpoint.__exit__(None, None, None)
 
 
 def reuse(variants: int, repeat: int) -> None:
@@ -203,7 +159,6 @@ def reuse(variants: int, repeat: int) -> None:
 
 def concurrent(variants: int, repeat: int) -> None:
     """Two machines start the same paid sweep at once: submits per generation."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from service import Service, make_service, new_project  # the tests' paid-run rig
 
     from motionflow.publish.fileserver import FileServer
@@ -252,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    _clean_aws_env(os.environ)
+    use_fake_aws(os.environ, Path(tempfile.mkdtemp(prefix="mf-aws-")))
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     if args.part in {"reuse", "all"}:
         reuse(args.variants, args.repeat)

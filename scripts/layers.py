@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, ...]] = [
         "money",
         "outfile",
         "project",
+        "s3client",
         "version",
         "worddiff",
     ),

@@ -1,5 +1,6 @@
-"""The Dask backend: a cluster makes the same bytes as this process, survives a lost worker,
-and refuses what it cannot do (an unreachable scheduler, an input missing from its cache)."""
+"""The Dask backend: a cluster makes the same bytes as this process (through a shared disk or
+an S3 remote), survives a lost worker, and refuses what it cannot do (an unreachable scheduler,
+an input missing from its cache, a blob the remote corrupted)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Project, new_project
+from s3rig import use_fake_aws
 
 from motionflow import load_recipe
+from motionflow.cache.objects import parse_remote
 from motionflow.cache.store import Cache
 from motionflow.engine import RunResult, execute
 from motionflow.errors import UsageError
@@ -80,7 +84,18 @@ def constant():
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Any]:
+def worker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fake AWS credentials in os.environ for the module, inherited by the worker processes."""
+    nowhere = tmp_path_factory.mktemp("aws")
+    with pytest.MonkeyPatch.context() as patch:
+        # credentials never travel with a task: workers take them from their environment,
+        # so they are set before the cluster's processes start
+        use_fake_aws(patch, nowhere)
+        yield
+
+
+@pytest.fixture(scope="module")
+def cluster(worker_env: None) -> Iterator[Any]:
     """Two worker processes for the whole module (starting them costs seconds)."""
     with distributed.LocalCluster(
         n_workers=2,
@@ -179,6 +194,103 @@ def test_a_missing_input_blob_fails_only_that_instance(cluster: Any, project: Pr
     assert label.startswith("still")
     assert "is not in the cache" in message and str(elsewhere) in message
     assert "shared filesystem" in message
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(worker_env: None) -> Iterator[str]:
+    """One moto S3 server on a free loopback port, reached by this process and the workers."""
+    pytest.importorskip("moto", reason="install the dev extra: pip install -e '.[dev]'")
+    from s3rig import moto_endpoint as endpoint
+
+    with endpoint() as url:
+        yield url
+
+
+@pytest.fixture
+def bucket(moto_endpoint: str) -> Any:
+    """A fresh bucket, as a boto3 Bucket resource."""
+    import boto3
+
+    name = f"mf-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.resource("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    return s3.create_bucket(Bucket=name)
+
+
+def _remote(bucket: Any, endpoint: str) -> Any:
+    return parse_remote(f"s3://{bucket.name}/team?endpoint={endpoint}")
+
+
+def test_blobs_travel_through_the_remote_when_nothing_is_shared_on_disk(
+    cluster: Any,
+    local_sweep: tuple[RunResult, dict[str, str]],
+    tmp_path: Path,
+    bucket: Any,
+    moto_endpoint: str,
+) -> None:
+    _, expected = local_sweep
+    project = new_project(tmp_path)
+    recipe = _sweep(project)
+    # The workers keep their own cache: nothing of the coordinator's is on their disk.
+    mine = tmp_path / "worker-cache"
+    assert not mine.exists() and mine.resolve() != project.cache.resolve()
+    remote = _remote(bucket, moto_endpoint)
+    address = f"dask://{cluster.scheduler_address}"
+    assert open_backend(address, cache_root=project.cache, remote=remote).remote == remote
+    backend = DaskBackend(
+        cluster.scheduler_address, cache_root=project.cache, worker_cache_root=mine, remote=remote
+    )
+    assert f"s3://{bucket.name}/team/" in repr(backend)
+    result = _execute(project, recipe, backend, jobs=4)
+    assert result.exit_code == 0 and result.failed == 0, result.failures
+    assert _media(project, "sweep") == expected
+
+    # Every input, every intermediate and every output went through the bucket, by digest.
+    listed = {o.key: o.size for o in bucket.objects.all()}
+    assert all(key.startswith("team/v1/blobs/") for key in listed), sorted(listed)  # no records
+    inputs = {digest_file(project.root / "assets" / n) for n in ("hero.png", "dance.mp4")}
+    for digest in inputs | set(expected.values()):
+        assert f"team/v1/blobs/{digest.removeprefix('blake3:')}" in listed, digest
+    made = Cache(mine)
+    try:
+        assert all(made.has_blob(d) for d in set(expected.values()))  # made on "their" disk
+    finally:
+        made.close()
+
+
+def test_a_blob_corrupted_on_the_remote_fails_only_that_instance(
+    cluster: Any, project: Project, tmp_path: Path, bucket: Any, moto_endpoint: str
+) -> None:
+    project.write("stamps.py", STAMPS)
+    recipe = project.write(
+        "two.yaml",
+        """\
+        version: 1
+        name: two
+        inputs: {hero: assets/hero.png}
+        stages:
+          still: {uses: image.prepare, with: {src: "${inputs.hero}"}}
+          word: {uses: python, with: {call: "stamps:constant"}}
+        outputs: [still, word]
+        """,
+    )
+    hero = (project.root / "assets" / "hero.png").read_bytes()
+    digest = digest_file(project.root / "assets" / "hero.png")
+    # Same size, other bytes: the coordinator's HEAD takes it for the hero image's blob.
+    bad = bytes(b ^ 0xFF for b in hero[:64]) + hero[64:]
+    bucket.put_object(Key=f"team/v1/blobs/{digest.removeprefix('blake3:')}", Body=bad)
+    backend = DaskBackend(
+        cluster.scheduler_address,
+        cache_root=project.cache,
+        worker_cache_root=tmp_path / "worker-cache",
+        remote=_remote(bucket, moto_endpoint),
+    )
+    result = _execute(project, recipe, backend)
+    assert (result.executed, result.failed) == (1, 1), result.failures
+    ((label, message),) = result.failures
+    assert label.startswith("still")
+    assert digest in message and f"s3://{bucket.name}/team/" in message
+    assert "does not match its digest" in message, message
+    assert not Cache(tmp_path / "worker-cache").has_blob(digest)  # nothing of it was kept
 
 
 def test_losing_a_worker_changes_nothing_but_the_time(
@@ -295,8 +407,10 @@ def test_a_backend_of_its_own_starts_and_stops_a_local_cluster(project: Project)
         outputs: [word]
         """,
     )
-    backend = open_backend("dask", cache_root=project.cache, workers=1)
+    team = parse_remote("s3://team-bucket/motionflow")
+    backend = open_backend("dask", cache_root=project.cache, workers=1, remote=team)
     assert backend.owns_cluster and "LocalCluster(1 workers)" in repr(backend)
+    assert backend.remote is None  # one machine, one disk: blobs need no bucket
     cluster = backend._cluster
     result = _execute(project, recipe, backend)  # closes it
     assert result.exit_code == 0 and result.executed == 1

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ from conftest import TINY_RECIPE, Project, new_project
 pytest.importorskip("moto", reason="install the dev extra: pip install -e '.[dev]'")
 
 import blake3
-import boto3
-from moto.server import ThreadedMotoServer
+from s3rig import moto_endpoint, new_bucket, s3_client, use_fake_aws
 
 from motionflow.cache.objects import ObjectStore, parse_remote
 from motionflow.cache.remote import RemoteCache
@@ -42,53 +40,24 @@ PREFIX = "team"
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
     """One moto S3 server on a free loopback port for the whole module."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture
 def endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """The moto endpoint, with fake credentials and nothing from the user's AWS setup."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_CA_BUNDLE",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "MOTIONFLOW_REMOTE",
-        "MOTIONFLOW_REMOTE_SHARE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    use_fake_aws(monkeypatch, tmp_path, SECRET)
     return moto_server
-
-
-def _client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
 @pytest.fixture
 def bucket(endpoint: str) -> str:
     """A fresh, empty bucket on the moto server."""
-    name = f"mf-{uuid.uuid4().hex[:12]}"
-    _client(endpoint).create_bucket(Bucket=name)
-    return name
+    return new_bucket(endpoint)
+
+
+_client = s3_client
 
 
 def _url(bucket: str, endpoint: str) -> str:

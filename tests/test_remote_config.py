@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RECIPE, Project
 
 from motionflow.cache.remote_config import read_project_config, remote_choice
 from motionflow.errors import UsageError
-from tests.conftest import TINY_RECIPE, Project
 
 
 def _toml(root: Path, text: str) -> Path:

@@ -17,7 +17,6 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -304,8 +303,7 @@ def test_decide_follows_a_job_and_never_submits_over_it() -> None:
 
 moto = pytest.importorskip("moto", reason="install the dev extra: pip install -e '.[dev]'")
 
-import boto3  # noqa: E402
-from moto.server import ThreadedMotoServer  # noqa: E402
+from s3rig import moto_endpoint, new_bucket, s3_client, use_fake_aws  # noqa: E402
 from service import Service, make_service, new_project  # noqa: E402
 
 from motionflow.fakeapi.faults import Faults  # noqa: E402
@@ -314,72 +312,25 @@ from motionflow.publish.fileserver import FileServer  # noqa: E402
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    """One moto S3 server on loopback, its conditional writes made atomic as S3's are.
-
-    moto checks ``If-None-Match``/``If-Match`` and then writes, without a lock: two requests at
-    the same moment could both pass the check, which S3 never allows. The server runs in this
-    process, so its ``put_object`` is serialised here.
-    """
-    from moto.s3.responses import S3Response
-
-    original = S3Response.put_object
-    lock = threading.Lock()
-
-    def atomic(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    S3Response.put_object = atomic  # type: ignore[method-assign]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        S3Response.put_object = original  # type: ignore[method-assign]
+    """One moto S3 server on loopback, its conditional writes made atomic as S3's are."""
+    with moto_endpoint() as url:
+        yield url
 
 
 @pytest.fixture
 def endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """The moto endpoint, with fake credentials and nothing from the user's AWS setup."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_CA_BUNDLE",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "MOTIONFLOW_REMOTE",
-        "MOTIONFLOW_LEASE_WAIT",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    use_fake_aws(monkeypatch, tmp_path)
     return moto_server
 
 
 @pytest.fixture
 def bucket(endpoint: str) -> str:
     """A fresh, empty bucket on the moto server."""
-    name = f"mf-{uuid.uuid4().hex[:12]}"
-    _s3(endpoint).create_bucket(Bucket=name)
-    return name
+    return new_bucket(endpoint)
 
 
-def _s3(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+_s3 = s3_client
 
 
 OUTFITS = ["red jacket", "blue coat", "green scarf"]

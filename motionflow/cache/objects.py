@@ -31,17 +31,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from motionflow.errors import CacheError, UsageError
+from motionflow.s3client import ABSENT, credentials_fix, make_client
 
 __all__ = ["Conflict", "ObjectInfo", "ObjectStore", "RemoteError", "parse_remote"]
 
 _INSTALL = 'pip install "motionflow[s3]"'
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
-_ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
 _CONFLICT = frozenset({"412", "PreconditionFailed", "409", "ConditionalRequestConflict"})
-_DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "AccountProblem"})
-_BAD_KEYS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"})
-_EXPIRED = frozenset({"ExpiredToken", "TokenRefreshRequired", "RequestExpired"})
-_WRONG_REGION = frozenset({"PermanentRedirect", "AuthorizationHeaderMalformed"})
 _FIX_WHERE = "cache.remote in motionflow.toml, --remote or MOTIONFLOW_REMOTE"
 
 
@@ -181,33 +177,22 @@ class ObjectStore:
             if self._client is not None:
                 return self._client
             try:
-                import boto3.session
-                import botocore.config
-                import botocore.exceptions
+                client, errors = make_client(
+                    self._factory,
+                    endpoint_url=self.spec.endpoint_url,
+                    region=self.spec.region,
+                    connect_timeout=5,
+                    read_timeout=60,
+                    retries=_retries(),
+                    max_pool_connections=32,
+                )
             except ImportError as exc:
                 raise _missing_boto3(str(exc)) from exc
-            options: dict[str, Any] = {
-                "signature_version": "s3v4",
-                "connect_timeout": 5,
-                "read_timeout": 60,
-                "retries": _retries(),
-                "max_pool_connections": 32,
-            }
-            if self.spec.endpoint_url is not None:
-                options["s3"] = {"addressing_style": "path"}  # MinIO rarely resolves <bucket>.host
-            factory = self._factory or boto3.session.Session().client
-            try:
-                client = factory(
-                    service_name="s3",
-                    endpoint_url=self.spec.endpoint_url,
-                    region_name=self.spec.region,
-                    config=botocore.config.Config(**options),
-                )
             except ValueError as exc:
                 msg = f"cannot make an S3 client for {self.where()}: {exc}; fix {_FIX_WHERE}"
                 raise RemoteError(msg) from exc
             client.meta.events.register("after-call.s3", self._note_date)
-            self._errors = botocore.exceptions
+            self._errors = errors
             self._client = client
             return client
 
@@ -248,20 +233,17 @@ class ObjectStore:
                 fix = (
                     f"the bucket {self.spec.bucket!r} does not exist; create it or fix {_FIX_WHERE}"
                 )
-            elif code in _DENIED:
-                fix = (
-                    "access denied; the credentials need s3:GetObject, s3:PutObject and "
-                    f"s3:ListBucket on {self.spec.bucket}/{self.spec.prefix}*"
+            elif (
+                found := credentials_fix(
+                    code,
+                    permissions=(
+                        "s3:GetObject, s3:PutObject and s3:ListBucket on "
+                        f"{self.spec.bucket}/{self.spec.prefix}*"
+                    ),
+                    region_fix="add ?region=NAME to the remote's URL",
                 )
-            elif code in _BAD_KEYS:
-                fix = (
-                    "the credentials were rejected; check AWS_ACCESS_KEY_ID / "
-                    "AWS_SECRET_ACCESS_KEY or the profile, and that they belong to this endpoint"
-                )
-            elif code in _EXPIRED:
-                fix = "the credentials have expired; refresh them (e.g. aws sso login) and retry"
-            elif code in _WRONG_REGION:
-                fix = "the bucket is in another region; add ?region=NAME to the remote's URL"
+            ) is not None:
+                fix = found
             else:
                 fix = "check the bucket and the endpoint, then retry"
             reason = f"{code}: {detail}" if detail else code
@@ -285,7 +267,7 @@ class ObjectStore:
         except Exception as exc:
             if self._errors is not None and isinstance(exc, self._errors.ClientError):
                 code = self._code(exc)
-                if code in _ABSENT:
+                if code in ABSENT:
                     raise FileNotFoundError(kwargs.get("Key", "")) from None
                 if code in _CONFLICT:
                     raise Conflict(kwargs.get("Key", "")) from None

@@ -327,7 +327,9 @@ def run(
             if executor != "local":  # paid generations stay here whatever the executor
                 from motionflow.engine.dask import open_backend
 
-                backend = open_backend(executor, cache_root=cache.root)
+                # with a remote, blobs go to a scheduler's workers through it, by digest
+                remote_spec = team.choice.spec if team is not None else None
+                backend = open_backend(executor, cache_root=cache.root, remote=remote_spec)
             started = time.time()
             with RunProgress(console, len(planned.items), quiet=quiet, as_json=as_json) as progress:
                 result = asyncio.run(

@@ -21,11 +21,26 @@ returns digests, sizes, extensions and values. Back on the coordinator each file
 hard-linked (or copied) from its blob into ``ctx.workdir``, so the executor stores it exactly
 as after a local run.
 
-So with a remote scheduler the cache folder **must be a shared filesystem (NFS, CephFS, a
-bind mount...) mounted at the same path on the coordinator and on every worker**, and every
-worker needs motionflow (and any third-party stage kinds) installed and the recipe's project
-folder at the same path too (``uses: python`` imports the function from there). A
-``LocalCluster`` shares this machine's disk, so it needs nothing.
+So with a remote scheduler the blobs travel one of two ways:
+
+- **A shared filesystem** (NFS, CephFS, a bind mount...) mounted at the same path on the
+  coordinator and on every worker holds the cache folder; nothing is copied.
+- **The team's remote cache** (``remote=``, a :class:`~motionflow.cache.objects.RemoteSpec`:
+  bucket, prefix, endpoint, never credentials). Before submitting a task the coordinator makes
+  sure each input blob is on the remote, at ``v1/blobs/<64 hex>`` (a HEAD, an upload when it is
+  absent or of another size; what is known to be there is remembered). A worker keeps its own
+  local cache (``worker_cache_root``): an input it lacks is downloaded by digest into its
+  ``tmp/``, its size and blake3 digest verified (:func:`~motionflow.cache.remote_check.fetch_blob`)
+  before it is committed to ``blobs/``; anything else fails the instance. Each file output is
+  committed to the worker's ``blobs/`` and uploaded to the remote, and a returned digest the
+  coordinator's cache lacks is downloaded and verified the same way. Each worker process makes
+  its own store on first use, with the credentials of its own environment (boto3's chain).
+  Only blobs travel this way: records stay with the coordinator, and values come back in the
+  task's result.
+
+Either way every worker needs motionflow (and any third-party stage kinds) installed and the
+recipe's project folder at the same path (``uses: python`` imports the function from there).
+A ``LocalCluster`` shares this machine's disk, so it needs nothing.
 
 Workers only touch ``blobs/`` and ``tmp/``: they never open the SQLite index (``index/``),
 whose locking is not reliable over network filesystems; the coordinator alone writes records.
@@ -45,12 +60,22 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
 from motionflow.artifacts import FileArtifact
-from motionflow.engine.dask_worker import BlobRef, Job, import_root, run_on_worker, ship, swap
+from motionflow.cache.objects import RemoteSpec
+from motionflow.engine.dask_worker import (
+    BlobRef,
+    Job,
+    fetch_from_remote,
+    import_root,
+    run_on_worker,
+    swap,
+    upload_to_remote,
+)
 from motionflow.errors import InputError, StageError, UsageError
 from motionflow.graph import Instance
 from motionflow.stages.base import StageContext, StageResult
@@ -114,11 +139,15 @@ class DaskBackend:
 
     Args:
         address: a running scheduler, or None to start a local cluster.
-        cache_root: the cache folder; a shared filesystem at the same path on every worker.
+        cache_root: this machine's cache folder (the coordinator's).
         workers: worker processes of the local cluster (default: the CPU count).
         connect_timeout: seconds to wait for the scheduler.
-        worker_cache_root: where the workers mount the same shared cache folder, if not at
+        worker_cache_root: where the workers find the cache: the same shared folder mounted
+            elsewhere, or (with ``remote``) each worker's own local cache; default
             ``cache_root``'s path.
+        remote: the team's remote cache, through which blobs travel between this machine and
+            the workers (by digest, verified on arrival); None for a shared filesystem. Only
+            the spec is sent: each worker uses the credentials of its own environment.
 
     Raises:
         UsageError: distributed is not installed, or the scheduler cannot be reached.
@@ -132,10 +161,12 @@ class DaskBackend:
         workers: int | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         worker_cache_root: Path | None = None,
+        remote: RemoteSpec | None = None,
     ) -> None:
         distributed = _require_distributed()
         self.cache_root = Path(cache_root).absolute()
         self.worker_cache_root = Path(worker_cache_root or self.cache_root)
+        self.remote = remote
         self.connect_timeout = connect_timeout
         self._cluster: Any = None
         self._client: Any = None
@@ -144,7 +175,11 @@ class DaskBackend:
         self._cancels: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._cache: Any = None  # this machine's view of the cache (blobs only, no index)
-        self._in_store: set[str] = set()  # digests known to be blobs
+        self._in_store: dict[str, int] = {}  # digests known to be blobs here, and their sizes
+        self._store: Any = None  # the remote's ObjectStore, made on first use
+        self._on_remote: set[str] = set()  # digests known to be on the remote
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Lock] = {}  # one upload of a digest at a time
         if address is None:
             count = max(1, workers or os.cpu_count() or 1)
             try:
@@ -172,7 +207,10 @@ class DaskBackend:
     def __repr__(self) -> str:
         where = f"LocalCluster({self.workers} workers)" if self.owns_cluster else "remote"
         state = "closed" if self._closed else ("connected" if self._client else "not connected")
-        return f"DaskBackend({self.address!r}, {where}, cache={str(self.cache_root)!r}, {state})"
+        via = f", remote={self.remote.url!r}" if self.remote is not None else ""
+        return (
+            f"DaskBackend({self.address!r}, {where}, cache={str(self.cache_root)!r}{via}, {state})"
+        )
 
     @property
     def owns_cluster(self) -> bool:
@@ -214,17 +252,27 @@ class DaskBackend:
         return max(1, sum(threads.values()))
 
     def _blobs(self) -> Any:
-        if self._cache is None:
-            from motionflow.cache.store import Cache
+        with self._lock:  # threads share it: one Cache, one hold on the cache's lock
+            if self._cache is None:
+                from motionflow.cache.store import Cache
 
-            self._cache = Cache(self.cache_root)
-        return self._cache
+                self._cache = Cache(self.cache_root)
+            return self._cache
 
-    def _put_in_store(self, params: Any) -> None:
-        """Make every file parameter a blob, so that workers find it by digest.
+    def _objects(self) -> Any:
+        with self._lock:
+            if self._store is None:
+                from motionflow.cache.objects import ObjectStore
+
+                self._store = ObjectStore(self.remote) if self.remote is not None else None
+            return self._store
+
+    def _put_in_store(self, params: Any) -> dict[str, int]:
+        """Make every file parameter a blob, so that workers find it by digest; their sizes.
 
         Results of earlier stages already are; a recipe input (a file in the project) is
-        copied into ``blobs/`` once, and must still have the digest it was planned with.
+        copied into ``blobs/`` once, and must still have the digest it was planned with. With
+        a remote, each one is then put there too (:meth:`_put_on_remote`).
         """
         found: list[FileArtifact] = []
 
@@ -235,24 +283,52 @@ class DaskBackend:
 
         swap(params, note)
         cache = self._blobs()
+        sizes: dict[str, int] = {}
         for artifact in found:
-            if artifact.digest in self._in_store or cache.has_blob(artifact.digest):
-                self._in_store.add(artifact.digest)
-                continue
-            try:
-                digest, _ = cache.store_file(Path(artifact.path))
-            except OSError as exc:
-                msg = f"cannot read {str(artifact.path)!r} to send it to the workers: {exc}"
-                raise InputError(msg) from exc
-            if digest != artifact.digest:
-                msg = (
-                    f"{str(artifact.path)!r} changed while the recipe ran (planned as"
-                    f" {artifact.digest[:19]}…, now {digest[:19]}…); run again"
-                )
-                raise InputError(msg)
-            self._in_store.add(digest)
+            known = self._in_store.get(artifact.digest)
+            if known is None and cache.has_blob(artifact.digest):
+                with contextlib.suppress(OSError):
+                    known = cache.blob_path(artifact.digest).stat().st_size
+            if known is None:
+                try:
+                    digest, known = cache.store_file(Path(artifact.path))
+                except OSError as exc:
+                    msg = f"cannot read {str(artifact.path)!r} to send it to the workers: {exc}"
+                    raise InputError(msg) from exc
+                if digest != artifact.digest:
+                    msg = (
+                        f"{str(artifact.path)!r} changed while the recipe ran (planned as"
+                        f" {artifact.digest[:19]}…, now {digest[:19]}…); run again"
+                    )
+                    raise InputError(msg)
+            self._in_store[artifact.digest] = sizes[artifact.digest] = known
+        if self.remote is not None:
+            for digest, size in sizes.items():
+                self._put_on_remote(digest, size)
+        return sizes
 
-    def _job(self, instance: Instance, params: Any, ctx: StageContext) -> Job:
+    def _put_on_remote(self, digest: str, size: int) -> None:
+        """Make sure blob ``digest`` is on the remote (once per digest, one thread at a time).
+
+        Raises:
+            StageError: the store failed.
+        """
+        with self._lock:
+            if digest in self._on_remote:
+                return
+            gate = self._gates.setdefault(digest, threading.Lock())
+        with gate:
+            if digest in self._on_remote:
+                return
+            where = self._blobs().blob_path(digest)
+            upload_to_remote(self._objects(), digest, size, where, "the input")
+            with self._lock:
+                self._on_remote.add(digest)
+                self._gates.pop(digest, None)
+
+    def _job(
+        self, instance: Instance, params: Any, ctx: StageContext, sizes: dict[str, int]
+    ) -> Job:
         from motionflow.stages.registry import get_stage
 
         kind = instance.impl.kind
@@ -270,7 +346,7 @@ class DaskBackend:
             cache_root=str(self.worker_cache_root),
             kind=kind,
             impl=None if registered else instance.impl,
-            params=swap(params, ship),
+            params=swap(params, lambda a: BlobRef(a.digest, a.ext, sizes.get(a.digest))),
             stage=ctx.stage,
             provider=ctx.provider,
             take=ctx.take,
@@ -280,6 +356,7 @@ class DaskBackend:
             recipe=ctx.recipe,
             environment=environment,
             import_paths=[root] if root else [],
+            remote=self.remote,
         )
 
     def _cancel(self, future: Any) -> None:
@@ -296,8 +373,8 @@ class DaskBackend:
             msg = f"{instance.label} is a paid stage: it must run in the coordinator, never on Dask"
             raise RuntimeError(msg)
         client = await self._connected()
-        await asyncio.to_thread(self._put_in_store, params)
-        job = self._job(instance, params, ctx)
+        sizes = await asyncio.to_thread(self._put_in_store, params)
+        job = self._job(instance, params, ctx, sizes)
         future = client.submit(
             run_on_worker,
             job,
@@ -312,7 +389,9 @@ class DaskBackend:
             raise
         if "error" in payload:  # the worker's exception, MotionflowError exit codes kept
             raise payload["error"]
-        return self._receive(payload, ctx)
+        if self.remote is None:
+            return self._receive(payload, ctx)
+        return await asyncio.to_thread(self._receive, payload, ctx)  # may download
 
     def _receive(self, payload: dict[str, Any], ctx: StageContext) -> StageResult:
         cache = self._blobs()
@@ -321,12 +400,22 @@ class DaskBackend:
             if "value" in entry:
                 outputs[name] = entry["value"]
                 continue
-            blob = cache.blob_path(entry["file"])
+            digest: str = entry["file"]
+            blob = cache.blob_path(digest)
+            if self.remote is not None:
+                with self._lock:
+                    self._on_remote.add(digest)  # the worker uploaded it
+                if not blob.is_file():  # made on another machine's disk
+                    blob = fetch_from_remote(
+                        self._objects(), cache, digest, int(entry["size"]), f"output {name!r}"
+                    )
             if not blob.is_file():
                 msg = (
-                    f"a worker stored output {name!r} as {entry['file'][:19]}… in"
-                    f" {self.cache_root}, but this machine does not see it there: the cache"
-                    " must be a shared filesystem mounted at the same path everywhere"
+                    f"a worker stored output {name!r} as {digest[:19]}… in"
+                    f" {self.worker_cache_root}, but this machine does not see it in"
+                    f" {self.cache_root}: the cache must be a shared filesystem mounted at the"
+                    " same path everywhere, or blobs must travel through a remote cache"
+                    " (--remote)"
                 )
                 raise StageError(msg)
             target = ctx.workdir / f"{name}{entry['ext']}"
@@ -354,6 +443,9 @@ class DaskBackend:
         cache, self._cache = self._cache, None
         if cache is not None:
             cache.close()
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     async def __aenter__(self) -> DaskBackend:
         return self
@@ -362,23 +454,34 @@ class DaskBackend:
         await self.aclose()
 
 
-def open_backend(spec: str, *, cache_root: Path, workers: int | None = None) -> DaskBackend:
+def open_backend(
+    spec: str,
+    *,
+    cache_root: Path,
+    workers: int | None = None,
+    remote: RemoteSpec | None = None,
+) -> DaskBackend:
     """Make the backend an ``--executor`` value names.
 
     Args:
         spec: ``"dask"`` starts a local cluster of ``workers`` processes (default: the CPU
-            count); ``"dask://HOST:PORT"`` connects to a running scheduler, whose workers see
-            ``cache_root`` at the same path (a shared filesystem).
+            count); ``"dask://HOST:PORT"`` connects to a running scheduler, whose workers use
+            ``cache_root``'s path: the same shared filesystem, or (with ``remote``) a local
+            cache of their own at that path.
         cache_root: the run's cache folder (``Cache.root``).
         workers: worker processes of a local cluster; ignored for a scheduler address.
+        remote: the team's remote cache, for a scheduler address: blobs then travel between
+            this machine and the workers through it (by digest, verified on arrival), so the
+            workers need no shared filesystem; each uses the credentials of its own
+            environment. Ignored for ``"dask"``: a local cluster shares this machine's disk.
 
     Raises:
         UsageError: an unknown spec, distributed not installed, or an unreachable scheduler.
     """
     text = spec.strip()
     if text == "dask":
-        return DaskBackend(cache_root=cache_root, workers=workers)
+        return DaskBackend(cache_root=cache_root, workers=workers)  # one disk: no remote needed
     if text.startswith("dask://") and len(text) > len("dask://"):
-        return DaskBackend(text.removeprefix("dask://"), cache_root=cache_root)
+        return DaskBackend(text.removeprefix("dask://"), cache_root=cache_root, remote=remote)
     msg = f"unknown executor {spec!r}; use {_SPECS}"
     raise UsageError(msg)

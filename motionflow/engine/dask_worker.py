@@ -1,9 +1,11 @@
 """The worker side of the Dask backend: what a task carries and what a worker does with it.
 
 A task carries digests, never paths (:class:`BlobRef`); the worker finds each input in its own
-view of the shared cache, runs the stage kind in a private folder under ``tmp/``, commits file
-outputs into ``blobs/`` and returns digests. :mod:`motionflow.engine.dask` (the coordinator
-side) explains the whole arrangement. Nothing here imports ``distributed``.
+cache (a shared filesystem, or its own disk filled from the team's remote by digest, verified),
+runs the stage kind in a private folder under ``tmp/``, commits file outputs into ``blobs/``
+(and uploads them to the remote, if there is one) and returns digests.
+:mod:`motionflow.engine.dask` (the coordinator side) explains the whole arrangement. Nothing
+here imports ``distributed``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import shutil
 import socket
 import sys
 import sysconfig
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +26,21 @@ from typing import Any
 from pydantic import BaseModel
 
 from motionflow.artifacts import FileArtifact
+from motionflow.cache.objects import RemoteSpec
 from motionflow.errors import StageError
 from motionflow.stages.base import Stage, StageContext, StageResult
 
-__all__ = ["BlobRef", "Job", "import_root", "run_on_worker", "ship", "swap"]
+__all__ = [
+    "BlobRef",
+    "Job",
+    "fetch_from_remote",
+    "import_root",
+    "remote_blob",
+    "run_on_worker",
+    "ship",
+    "swap",
+    "upload_to_remote",
+]
 
 
 # -- parameters on the wire: digests, never paths ----------------------------------------------
@@ -34,10 +48,15 @@ __all__ = ["BlobRef", "Job", "import_root", "run_on_worker", "ship", "swap"]
 
 @dataclass(frozen=True)
 class BlobRef:
-    """A file parameter as it travels to a worker: its content digest and extension only."""
+    """A file parameter as it travels to a worker: its content digest, extension and size.
+
+    The size (known to the coordinator, which holds the blob) bounds and checks a download
+    from the remote cache; it is None only when nobody needs it.
+    """
 
     digest: str
     ext: str
+    size: int | None = None
 
 
 def swap(value: Any, change: Any) -> Any:
@@ -60,6 +79,13 @@ def swap(value: Any, change: Any) -> Any:
 
 def ship(artifact: FileArtifact | BlobRef) -> BlobRef:
     return BlobRef(artifact.digest, artifact.ext)
+
+
+def remote_blob(digest: str) -> str:
+    """The name of a blob on the remote cache, under its prefix: ``v1/blobs/<64 hex>``."""
+    from motionflow.cache.remote_check import BLOBS
+
+    return BLOBS + digest.removeprefix("blake3:")
 
 
 def import_root(call: str) -> str | None:
@@ -98,6 +124,9 @@ class Job:
     recipe: str
     environment: dict[str, Any] | None  # the coordinator's (part of the key), to compare
     import_paths: list[str]
+    #: The team's remote cache (bucket, prefix, endpoint; never credentials), when blobs travel
+    #: through it rather than a shared filesystem.
+    remote: RemoteSpec | None = None
 
 
 def _no_emit(event: Any) -> None:
@@ -105,6 +134,68 @@ def _no_emit(event: Any) -> None:
 
 
 # -- the worker side -----------------------------------------------------------------------------
+
+#: One ObjectStore per remote in this worker process, made on first use; credentials come
+#: from this machine's environment (boto3's chain), never from the coordinator.
+_STORES: dict[RemoteSpec, Any] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _store(spec: RemoteSpec) -> Any:
+    with _STORES_LOCK:
+        store = _STORES.get(spec)
+        if store is None:
+            from motionflow.cache.objects import ObjectStore
+
+            store = _STORES[spec] = ObjectStore(spec)
+        return store
+
+
+def fetch_from_remote(store: Any, cache: Any, digest: str, size: int | None, what: str) -> Path:
+    """Download blob ``digest`` from the remote into ``cache`` (``tmp/``, then ``blobs/``),
+    its size and blake3 digest verified; returns its path in ``cache``.
+
+    Raises:
+        StageError: the remote lacks it, or holds other bytes under its name (or failed).
+    """
+    from motionflow.cache.objects import RemoteError
+    from motionflow.cache.remote_check import MAX_BLOB_BYTES, Damaged, fetch_blob
+
+    name = remote_blob(digest)
+    try:
+        if size is None:  # pragma: no cover - the coordinator always sends the size
+            info = store.head(name)
+            size = info.size if info is not None and 0 <= info.size <= MAX_BLOB_BYTES else 0
+        fetch_blob(store, cache, digest, size)
+    except Damaged as exc:
+        msg = (
+            f"{what} {digest} cannot be taken from the remote cache {store.url}: {exc}; remove"
+            " that object from the bucket, and the next run uploads a good copy"
+        )
+        raise StageError(msg) from None
+    except RemoteError as exc:
+        msg = f"{what} {digest} could not be downloaded from the remote cache: {exc}"
+        raise StageError(msg) from exc
+    path: Path = cache.blob_path(digest)
+    return path
+
+
+def upload_to_remote(store: Any, digest: str, size: int, path: Path, what: str) -> None:
+    """Put blob ``digest`` (the file ``path``, ``size`` bytes) on the remote, unless it is there.
+
+    Raises:
+        StageError: the store failed.
+    """
+    from motionflow.cache.objects import RemoteError
+
+    name = remote_blob(digest)
+    try:
+        info = store.head(name)
+        if info is None or info.size != size:
+            store.upload(name, path)
+    except RemoteError as exc:
+        msg = f"{what} {digest} could not be uploaded to the remote cache: {exc}"
+        raise StageError(msg) from exc
 
 
 def _commit(cache: Any, src: Path) -> tuple[str, int]:
@@ -164,20 +255,25 @@ def _run_job(job: Job) -> dict[str, Any]:
         if folder not in sys.path:
             sys.path.insert(0, folder)
     cache = Cache(Path(job.cache_root))
+    store: Any = None
 
     def resolve(ref: FileArtifact | BlobRef) -> FileArtifact:
         path = cache.blob_path(ref.digest)
+        if not path.is_file() and store is not None:
+            size = ref.size if isinstance(ref, BlobRef) else None
+            path = fetch_from_remote(store, cache, ref.digest, size, "the input")
         if not path.is_file():
             msg = (
                 f"input {ref.digest[:19]}…{ref.ext} is not in the cache {job.cache_root!r} as"
                 f" seen by the worker on {socket.gethostname()} (no {path}); with a remote"
                 " scheduler the cache folder must be a shared filesystem mounted at the same"
-                " path on every machine"
+                " path on every machine, or blobs travel through a remote cache (--remote)"
             )
             raise StageError(msg)
         return FileArtifact(ref.digest, path, ref.ext)
 
     try:
+        store = _store(job.remote) if job.remote is not None else None
         impl = job.impl if job.impl is not None else get_stage(job.kind)
         params = swap(job.params, resolve)
         _check_environment(impl, job, params)
@@ -205,6 +301,9 @@ def _run_job(job: Job) -> dict[str, Any]:
                     shutil.copyfile(path, copy)
                     path = copy
                 digest, size = _commit(cache, path)
+                if store is not None:  # the coordinator (and other workers) take it from there
+                    where = cache.blob_path(digest)
+                    upload_to_remote(store, digest, size, where, f"output {name!r}")
                 outputs[name] = {"file": digest, "size": size, "ext": Path(value).suffix.lower()}
         return {"outputs": outputs, "meta": result.meta}
     finally:

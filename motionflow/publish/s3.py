@@ -24,6 +24,7 @@ from typing import Any
 from motionflow.artifacts import FileArtifact
 from motionflow.errors import PublishError, UsageError
 from motionflow.publish.base import Published, content_type
+from motionflow.s3client import ABSENT, credentials_fix, make_client
 
 __all__ = ["MAX_EXPIRES_HOURS", "S3Publisher"]
 
@@ -31,13 +32,6 @@ MAX_EXPIRES_HOURS = 168.0
 """The longest a SigV4 presigned URL can live: 7 days."""
 
 _INSTALL = 'pip install "motionflow[s3]"'
-_ABSENT = frozenset({"404", "NoSuchKey", "NotFound"})
-_DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "AccountProblem"})
-_BAD_KEYS = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"})
-_EXPIRED = frozenset({"ExpiredToken", "TokenRefreshRequired", "RequestExpired"})
-_WRONG_REGION = frozenset(
-    {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
-)
 
 
 def _missing_boto3(cause: str = "") -> UsageError:
@@ -132,31 +126,18 @@ class S3Publisher:
             if self._client is not None:
                 return self._client
             try:
-                import boto3.session
-                import botocore.config
-                import botocore.exceptions
+                client, errors = make_client(
+                    self._factory, endpoint_url=self.endpoint_url, region=self.region
+                )
             except ImportError as exc:
                 raise _missing_boto3(str(exc)) from exc
-            options: dict[str, Any] = {"signature_version": "s3v4"}
-            if self.endpoint_url is not None:
-                # MinIO and friends rarely resolve <bucket>.<host>; R2 accepts both.
-                options["s3"] = {"addressing_style": "path"}
-            kwargs: dict[str, Any] = {
-                "service_name": "s3",
-                "endpoint_url": self.endpoint_url,
-                "region_name": self.region,
-                "config": botocore.config.Config(**options),
-            }
-            factory = self._factory or boto3.session.Session().client
-            try:
-                client = factory(**kwargs)
             except ValueError as exc:  # botocore rejects a malformed endpoint or region
                 msg = (
                     f"cannot make an S3 client for {self._where()}: {exc}; fix "
                     "publish.endpoint_url or publish.region. Nothing was submitted"
                 )
                 raise PublishError(msg) from exc
-            self._errors = botocore.exceptions
+            self._errors = errors
             self._client = client
             return client
 
@@ -216,7 +197,7 @@ class S3Publisher:
             head = client.head_object(Bucket=self.bucket, Key=key)
         except self._errors.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in _ABSENT:
+            if code in ABSENT:
                 return False
             if code == "403":
                 # Without s3:ListBucket a missing object answers 403, not 404: try the PUT,
@@ -237,20 +218,17 @@ class S3Publisher:
                 f"the bucket {self.bucket!r} does not exist; create it, or fix publish.bucket "
                 "(and publish.endpoint_url / publish.region)"
             )
-        elif code in _DENIED:
-            fix = (
-                f"access denied; the credentials need s3:PutObject and s3:GetObject on "
-                f"{self.bucket}/{self.prefix}* (and s3:ListBucket to skip re-uploads)"
+        elif (
+            found := credentials_fix(
+                code,
+                permissions=(
+                    f"s3:PutObject and s3:GetObject on {self.bucket}/{self.prefix}* (and "
+                    "s3:ListBucket to skip re-uploads)"
+                ),
+                region_fix="set publish.region to the bucket's region",
             )
-        elif code in _BAD_KEYS:
-            fix = (
-                "the credentials were rejected; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-                "or the profile, and that they belong to this endpoint"
-            )
-        elif code in _EXPIRED:
-            fix = "the credentials have expired; refresh them (e.g. aws sso login) and retry"
-        elif code in _WRONG_REGION:
-            fix = "the bucket is in another region; set publish.region to the bucket's region"
+        ) is not None:
+            fix = found
         else:
             fix = "check the bucket's settings and the endpoint, then retry"
         reason = f"{code}: {detail}" if detail else code
