@@ -104,6 +104,33 @@ def repaint(image: Path) -> None:
     subprocess.run([*command, "-frames:v", "1", str(image)], check=True)
 
 
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """One S3 endpoint (moto's server on loopback) for the whole module: tests/s3rig.py."""
+    pytest.importorskip("moto", reason="install the dev extra: pip install -e '.[dev]'")
+    from s3rig import moto_endpoint
+
+    with moto_endpoint() as url:
+        yield url
+
+
+@pytest.fixture
+def endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """The S3 endpoint, with fake credentials and nothing from the user's AWS setup."""
+    from s3rig import use_fake_aws
+
+    use_fake_aws(monkeypatch, tmp_path)
+    return moto_server
+
+
+@pytest.fixture
+def bucket(endpoint: str) -> str:
+    """A fresh, empty bucket on the S3 endpoint."""
+    from s3rig import new_bucket
+
+    return new_bucket(endpoint)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     return new_project(tmp_path)

@@ -15,6 +15,9 @@ from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
+#: The fake secret key the tests use: it must never show in a message, a URL or a file.
+SECRET = "s3cr3t-k3y-that-must-never-be-printed-0123456789"
+
 #: The user's AWS and proxy settings, which must not reach a test (nor motionflow's own).
 UNSET = (
     "AWS_PROFILE",
@@ -37,7 +40,7 @@ UNSET = (
 )
 
 
-def fake_aws(nowhere: Path, secret: str = "testing-secret") -> dict[str, str]:
+def fake_aws(nowhere: Path, secret: str = SECRET) -> dict[str, str]:
     """The settings that replace them: fake keys, no config files, no instance metadata."""
     return {
         "NO_PROXY": "127.0.0.1,localhost",
@@ -50,7 +53,7 @@ def fake_aws(nowhere: Path, secret: str = "testing-secret") -> dict[str, str]:
     }
 
 
-def use_fake_aws(env: Any, nowhere: Path, secret: str = "testing-secret") -> None:
+def use_fake_aws(env: Any, nowhere: Path, secret: str = SECRET) -> None:
     """Apply :func:`fake_aws` to ``env``: a ``pytest.MonkeyPatch`` or a mutable mapping."""
     if isinstance(env, MutableMapping):
         for name in UNSET:
@@ -103,7 +106,7 @@ def s3_client(endpoint: str) -> Any:
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
-        aws_secret_access_key="testing-secret",
+        aws_secret_access_key=SECRET,
     )
 
 

@@ -7,7 +7,7 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +18,12 @@ pytest.importorskip("moto", reason="install the dev extra: pip install -e '.[dev
 
 import boto3
 from botocore.config import Config
-from s3rig import moto_endpoint, new_bucket, use_fake_aws
+from s3rig import SECRET
 
 from motionflow.errors import PublishError, UsageError
 from motionflow.publish.base import PublishedUrls
 from motionflow.publish.s3 import S3Publisher
 from motionflow.stages.base import FileArtifact
-
-SECRET = "s3cr3t-k3y-that-must-never-be-printed-0123456789"
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    """One moto S3 server on a free loopback port for the whole module."""
-    with moto_endpoint() as url:
-        yield url
-
-
-@pytest.fixture
-def endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """The moto endpoint, with fake credentials and nothing from the user's AWS setup."""
-    use_fake_aws(monkeypatch, tmp_path, SECRET)
-    return moto_server
-
-
-@pytest.fixture
-def bucket(endpoint: str) -> str:
-    """A fresh, empty bucket on the moto server."""
-    return new_bucket(endpoint)
 
 
 def _artifact(tmp_path: Path, data: bytes, ext: str = ".mp4") -> FileArtifact:

@@ -26,35 +26,14 @@ from conftest import TINY_RECIPE, Project, new_project
 pytest.importorskip("moto", reason="install the dev extra: pip install -e '.[dev]'")
 
 import blake3
-from s3rig import moto_endpoint, new_bucket, s3_client, use_fake_aws
+from s3rig import SECRET, s3_client
 
 from motionflow.cache.objects import ObjectStore, parse_remote
 from motionflow.cache.remote import RemoteCache
 from motionflow.cache.store import Cache
 from motionflow.engine.references import stage_kind
 
-SECRET = "s3cr3t-k3y-that-must-never-be-printed-0123456789"
 PREFIX = "team"
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    """One moto S3 server on a free loopback port for the whole module."""
-    with moto_endpoint() as url:
-        yield url
-
-
-@pytest.fixture
-def endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """The moto endpoint, with fake credentials and nothing from the user's AWS setup."""
-    use_fake_aws(monkeypatch, tmp_path, SECRET)
-    return moto_server
-
-
-@pytest.fixture
-def bucket(endpoint: str) -> str:
-    """A fresh, empty bucket on the moto server."""
-    return new_bucket(endpoint)
 
 
 _client = s3_client

@@ -303,32 +303,11 @@ def test_decide_follows_a_job_and_never_submits_over_it() -> None:
 
 moto = pytest.importorskip("moto", reason="install the dev extra: pip install -e '.[dev]'")
 
-from s3rig import moto_endpoint, new_bucket, s3_client, use_fake_aws  # noqa: E402
+from s3rig import s3_client  # noqa: E402
 from service import Service, make_service, new_project  # noqa: E402
 
 from motionflow.fakeapi.faults import Faults  # noqa: E402
 from motionflow.publish.fileserver import FileServer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    """One moto S3 server on loopback, its conditional writes made atomic as S3's are."""
-    with moto_endpoint() as url:
-        yield url
-
-
-@pytest.fixture
-def endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """The moto endpoint, with fake credentials and nothing from the user's AWS setup."""
-    use_fake_aws(monkeypatch, tmp_path)
-    return moto_server
-
-
-@pytest.fixture
-def bucket(endpoint: str) -> str:
-    """A fresh, empty bucket on the moto server."""
-    return new_bucket(endpoint)
-
 
 _s3 = s3_client
 
