@@ -107,11 +107,10 @@ class SessionLeases:
             return None, self._follow(spec, outcome.lease)
         return outcome.ticket, None
 
-    def _doubt_from_lease(self, spec: _Spec, lease: Lease) -> None:
-        """Journal another machine's submit in doubt here too, so the user decides here as
-        for a local one: ``motionflow jobs`` lists it with the charges of its time, ``jobs
-        adopt`` attaches one (the lease then gets that job id), ``--resubmit-in-doubt`` pays."""
-        record = self.journal.begin(
+    def _journal_other(self, spec: _Spec, lease: Lease) -> JobRecord:
+        """A journal record here for another machine's submit (its Idempotency-Key, its
+        price): ``redownload``, so ``spend`` never counts it as a charge of this machine."""
+        return self.journal.begin(
             spec.key,
             label=spec.label,
             recipe=spec.recipe,
@@ -121,8 +120,14 @@ class SessionLeases:
             estimated_usd=lease.estimated_usd,
             stage=spec.stage,
             attempt=lease.attempt,
-            redownload=True,  # not submitted here
+            redownload=True,  # not submitted here: the holder's machine did (and paid)
         )
+
+    def _doubt_from_lease(self, spec: _Spec, lease: Lease) -> None:
+        """Journal another machine's submit in doubt here too, so the user decides here as
+        for a local one: ``motionflow jobs`` lists it with the charges of its time, ``jobs
+        adopt`` attaches one (the lease then gets that job id), ``--resubmit-in-doubt`` pays."""
+        record = self._journal_other(spec, lease)
         # the submit's time, by its holder's clock: `motionflow jobs` looks for charges then
         began = next((when for state, when, *_ in lease.history if state == "submitting"), "")
         record.history[0] = ["submitting", began or lease.updated_at]
@@ -161,18 +166,7 @@ class SessionLeases:
         """Journal another machine's job as ours to poll: ``submitted``, never submitted here."""
         from datetime import UTC, datetime
 
-        record = self.journal.begin(
-            spec.key,
-            label=spec.label,
-            recipe=spec.recipe,
-            provider=self.provider,
-            request={},
-            idempotency_key=lease.idempotency_key,
-            estimated_usd=lease.estimated_usd,
-            stage=spec.stage,
-            attempt=lease.attempt,
-            redownload=True,  # no charge here: the holder's machine paid for it
-        )
+        record = self._journal_other(spec, lease)
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         record.history.append([f"following {lease.holder}'s job from the team's remote", now])
         return self.journal.advance(record, "submitted", job_id=lease.job_id)
