@@ -529,7 +529,7 @@ def test_an_unreachable_remote_never_fails_a_run(tmp_path: Path, endpoint: str) 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"s3://mf-nowhere/{PREFIX}?endpoint=http://127.0.0.1:{port}"
-    result = _json(_run(a, url))
+    result = _json(_run(a, url, env={"AWS_MAX_ATTEMPTS": "1"}))  # no retries with backoff
     assert (result["executed"], result["jobs_submitted"]) == (3, 1)
     problems = result["remote"]["problems"]
     assert problems and "not used for the rest of this command" in problems[0]

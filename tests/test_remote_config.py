@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RECIPE, Project
 
 from motionflow.cache.remote_config import read_project_config, remote_choice
 from motionflow.errors import UsageError
@@ -108,27 +107,5 @@ def test_the_marker_file_init_writes_is_a_valid_empty_config(tmp_path: Path) -> 
     assert remote_choice(None, project_root=tmp_path, env={}) is None
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "says"),
-    [
-        (["--remote", "ftp://team/mf"], {}, "--remote: the remote cache 'ftp://team/mf' is not"),
-        ([], {"MOTIONFLOW_REMOTE": "s3://team/mf?x=1"}, "MOTIONFLOW_REMOTE: the remote cache"),
-        (["--executor", "kubernetes"], {}, "'kubernetes' is not an executor"),
-        (["--executor", "dask://"], {}, "'dask://' is not an executor"),
-    ],
-)
-def test_cli_refuses_a_bad_remote_or_executor_before_anything_runs(
-    project: Project, args: list[str], env: dict[str, str], says: str
-) -> None:
-    project.write("tiny.yaml", TINY_RECIPE)
-    for command in (["run", "tiny.yaml", *args], ["plan", "tiny.yaml", *args]):
-        if command[0] == "plan" and "--executor" in args:
-            continue  # only run has an executor
-        done = project.cli(*command, env=env)
-        assert done.returncode == 2, done.stderr
-        assert says in done.stderr
-        assert "Traceback" not in done.stderr
-        assert not (project.root / "out").exists()  # nothing written, nothing run
-        assert not (project.cache / "blobs").exists() or not any(
-            (project.cache / "blobs").iterdir()
-        )
+# The same mistakes through the CLI (exit 2, nothing run or written) are cases of the hostile
+# corpus: tests/hostile/corpus.py (flag-remote-*, flag-executor-*, env-*, config-*).

@@ -516,7 +516,7 @@ def _wait_for_leases(team: Team, count: int, state: str, timeout: float = 60.0) 
 
 @pytest.mark.slow
 def test_b_started_while_a_job_runs_follows_it(team_factory: Any) -> None:
-    team = team_factory(processing_seconds=500.0)  # 10 s per job at the fake's time scale
+    team = team_factory(processing_seconds=250.0)  # 5 s per job at the fake's time scale
     first = team.run(team.a)
     _wait_for_leases(team, len(OUTFITS), "submitted")  # A's jobs are running now
     b = _finish(team.run(team.b))
@@ -581,7 +581,7 @@ def test_a_young_lease_without_job_id_is_waited_for(team_factory: Any) -> None:
     team.b.recipe(["red jacket"])
     (key,) = _keys(team.b)
     team.put_lease(key, state="claimed")
-    b = _finish(team.run(team.b, env={"MOTIONFLOW_LEASE_WAIT": "12"}))
+    b = _finish(team.run(team.b, env={"MOTIONFLOW_LEASE_WAIT": "4"}))
     assert b["_exit"] == 0, b["_stderr"]
     assert sum(team.submits().values()) == 1
     lease = team.leases()[key]
@@ -589,7 +589,7 @@ def test_a_young_lease_without_job_id_is_waited_for(team_factory: Any) -> None:
     # the lease says when it was claimed and when B took it over: only once it was stale
     claimed = datetime.fromisoformat(lease["history"][0][1])
     (took,) = [h for h in lease["history"] if h[0].startswith("taken over from laptop-a")]
-    assert (datetime.fromisoformat(took[1]) - claimed).total_seconds() >= 12 - 1
+    assert (datetime.fromisoformat(took[1]) - claimed).total_seconds() >= 4 - 1
 
 
 @pytest.mark.slow
