@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gc
-import importlib
 from typing import Any
 
 import click
 
 from motionflow.cli.errors import last_resort
+from motionflow.cli.lazy import LazyGroup
 
 __all__ = ["COMMANDS", "Commands", "main"]
 
@@ -34,23 +34,13 @@ COMMANDS = {
 """Command name -> ``module:attribute`` of its click command."""
 
 
-class Commands(click.Group):
+class Commands(LazyGroup):
     """The command group; the commands of :data:`COMMANDS` are imported when first needed."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *COMMANDS})
+    lazy = COMMANDS
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         return last_resort(lambda: super(Commands, self).main(*args, **kwargs))
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is None and cmd_name in COMMANDS:
-            module, _, name = COMMANDS[cmd_name].partition(":")
-            found = getattr(importlib.import_module(module), name)
-            assert isinstance(found, click.Command)
-            self.add_command(found, cmd_name)
-        return found
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,7 +7,6 @@ which builds on the helpers here; the group loads them when click asks for them.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ import click
 
 from motionflow.cli.errors import handle_errors
 from motionflow.cli.format import age, format_size, make_console, money
+from motionflow.cli.lazy import LazyGroup
 from motionflow.cli.options import cache_option, open_cache
 
 __all__ = [
@@ -78,20 +78,10 @@ REMOTE_COMMANDS = {
 }
 
 
-class CacheCommands(click.Group):
+class CacheCommands(LazyGroup):
     """The ``cache`` group; the commands of :data:`REMOTE_COMMANDS` are imported when needed."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *REMOTE_COMMANDS})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is None and cmd_name in REMOTE_COMMANDS:
-            module, _, name = REMOTE_COMMANDS[cmd_name].partition(":")
-            found = getattr(importlib.import_module(module), name)
-            assert isinstance(found, click.Command)
-            self.add_command(found, cmd_name)
-        return found
+    lazy = REMOTE_COMMANDS
 
 
 @click.group(cls=CacheCommands)
