@@ -74,6 +74,13 @@ def test_the_node_limit_counts_alias_expansions() -> None:
     assert (problem.file, problem.line) == ("wide.yaml", 2)
 
 
+def test_values_written_out_are_not_counted_as_copies() -> None:
+    """A 100,000-value matrix axis is a real sweep, bounded by the file's size, not a bomb."""
+    values = ", ".join(f"v{i}" for i in range(MAX_YAML_NODES + 1))
+    data, _ = load_yaml(f"matrix:\n  take: [{values}]\n", "big.yaml")
+    assert len(data["matrix"]["take"]) == MAX_YAML_NODES + 1
+
+
 @pytest.mark.parametrize("link", ["[*a{prev}]", "{{<<: *a{prev}, k{i}: 1}}"])
 @pytest.mark.slow
 def test_a_long_chain_of_aliases_is_refused(link: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import os
@@ -141,7 +142,9 @@ def expand_matrix(
                     (*where, i), f"matrix values must be strings, numbers or booleans ({name}[{i}])"
                 )
             )
-        dupes = {str(v) for v in values if values.count(v) > 1}
+        # One pass (an axis may hold 100,000 values); unhashable values were reported above.
+        counts = collections.Counter(v for v in values if isinstance(v, _SCALARS))
+        dupes = {str(v) for v, n in counts.items() if n > 1}
         if dupes:
             problems.append(
                 smap.diagnostic(where, f"matrix axis {name!r} repeats {sorted(dupes)}; remove them")

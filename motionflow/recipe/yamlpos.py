@@ -19,9 +19,10 @@ __all__ = [
     "load_yaml",
 ]
 
-#: Most values (scalars, lists, mappings) one recipe may hold, counting every alias (``*name``)
-#: and merge (``<<``) as the copy it makes. Hand-written recipes stay far below it; an "alias
-#: bomb" (nine aliases of nine aliases ... of a list) would expand to billions.
+#: Most values (scalars, lists, mappings) that aliases (``*name``) and merges (``<<``) may copy
+#: in one recipe. Hand-written recipes stay far below it; an "alias bomb" (nine aliases of nine
+#: aliases ... of a list) would expand to billions. Values written out are bounded by the
+#: recipe's size (``MAX_RECIPE_BYTES``), so a 100,000-value matrix axis is read.
 MAX_YAML_NODES = 100_000
 #: Deepest nesting of lists and mappings; deeper YAML crashes the C parser (or Python's stack).
 MAX_YAML_DEPTH = 200
@@ -220,12 +221,13 @@ def _build(
     used_at: yaml.Mark | None = None,
 ) -> Any:
     mark = node.start_mark
-    budget.left -= 1
-    if budget.left < 0:
-        raise _TooBigError(budget.alias_mark or used_at or mark)
     outermost_alias = False
     if id(node) in budget.built and budget.alias_mark is None:  # reached through an alias
         budget.alias_mark, outermost_alias = used_at or mark, True
+    if budget.alias_mark is not None:  # a copy; values written out are bounded by the file size
+        budget.left -= 1
+        if budget.left < 0:
+            raise _TooBigError(budget.alias_mark)
     budget.built.add(id(node))
     style = getattr(node, "style", None)
     multiline = node.end_mark.line != mark.line

@@ -1,0 +1,281 @@
+"""Planning and bookkeeping at 200 to 100,000 variants, as whole processes.
+
+Prints figures; it does not pass or fail. For each size and each matrix shape (one axis of N
+values; several axes whose product is N) it builds a project like the one in
+``noop_sweep.py`` (a ``prompt`` stage and a ``python`` stage per variant) and measures, as
+a user would see them:
+
+  plan         ``motionflow plan --json`` on an empty cache
+  first build  ``motionflow run --quiet`` on an empty cache (all 2N instances run)
+  no-op        ``motionflow run --json`` again (answered by the run stamp)
+  --recheck    ``motionflow run --json --recheck`` (a full plan, nothing to run)
+  incremental  one value of the first axis changed, then ``motionflow run --json``: 2
+               instances run with one axis, 2 x (N / that axis's length) with several
+
+with the peak resident memory of each process, and the growth per added variant between
+one size and the next: (t(N) - t(previous N)) / (N - previous N).
+
+Targets (issue #14, 2-core machine): plan of 200 variants < 0.3 s, of 10,000 < 1.5 s, of
+100,000 < 15 s and < 1 GiB, growing linearly (the cost of a variant added at 100,000 within
+1.3x of one added at 1,000); incremental with one change < 0.4 s plus the work; a first
+build under 2 ms of overhead per instance.
+
+Usage:
+    python benchmarks/scale.py                          # every size, both shapes
+    python benchmarks/scale.py --sizes 200,1000 --repeat 5
+    python benchmarks/scale.py --skip-build-above 10000 # no first build at 100,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RECIPE = """\
+version: 1
+name: {name}
+vars: {{style: "neon rooftop at night"}}
+matrix:
+{axes}
+stages:
+  prompt:
+    uses: prompt
+    with: {{template: "A dancer in {names}, {{{{ style }}}}."}}
+  shout:
+    uses: python
+    with: {{call: "steps:shout", text: "${{stages.prompt.text}}"}}
+outputs: [prompt, shout]
+"""
+
+STEPS = """\
+def shout(text):
+    return text.upper()
+"""
+
+AXIS_NAMES = "abcdefgh"
+
+
+SEVERAL = {200: [20, 10], 1_000: [10, 10, 10], 10_000: [100, 100], 100_000: [100, 100, 10]}
+
+
+def shape_axes(size: int, shape: str) -> list[int]:
+    """The axis lengths of a matrix of ``size`` variants: one axis, or several of <= 100."""
+    if shape == "one":
+        return [size]
+    if size in SEVERAL:
+        return SEVERAL[size]
+    lengths: list[int] = []
+    rest = size
+    while rest > 100:
+        length = next((n for n in range(100, 1, -1) if rest % n == 0), rest)
+        lengths.append(length)
+        rest //= length
+    return [*lengths, rest] if rest > 1 else lengths
+
+
+def write_project(root: Path, size: int, shape: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "motionflow.toml").write_text("", encoding="utf-8")
+    (root / "steps.py").write_text(STEPS, encoding="utf-8")
+    lengths = shape_axes(size, shape)
+    axes = "\n".join(
+        f"  {AXIS_NAMES[i]}: [{', '.join(f'{AXIS_NAMES[i]}{j}' for j in range(n))}]"
+        for i, n in enumerate(lengths)
+    )
+    recipe = root / "scale.yaml"
+    recipe.write_text(
+        RECIPE.format(
+            name=f"scale{size}{shape}",
+            axes=axes,
+            names=" ".join(f"{{{{ {AXIS_NAMES[i]} }}}}" for i in range(len(lengths))),
+        ),
+        encoding="utf-8",
+    )
+    return recipe
+
+
+def change_one_value(recipe: Path, round_: int) -> None:
+    """Rename the first value of the first axis: one variant's two instances are new."""
+    text = recipe.read_text(encoding="utf-8")
+    first = text.index("[a") + 1
+    end = min(i for i in (text.index(",", first), text.index("]", first)) if i > 0)
+    recipe.write_text(f"{text[:first]}a0x{round_}{text[end:]}", encoding="utf-8")
+
+
+@dataclass
+class Measure:
+    seconds: list[float] = field(default_factory=list)
+    peak_kib: list[int] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else math.nan
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.peak_kib) / 1024 if self.peak_kib else math.nan
+
+
+def peak_of(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in KiB, and stdout of one whole process."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode()
+        if proc.returncode != 0:
+            sys.exit(
+                f"{' '.join(cmd[1:])} failed ({proc.returncode}):\n{text[-2000:]}\n"
+                f"{err.read().decode()[-2000:]}"
+            )
+    return seconds, int(usage.ru_maxrss), text
+
+
+def run_measure(
+    cmd: list[str], env: dict[str, str], into: Measure, expect: str | None = None
+) -> None:
+    seconds, peak, out = peak_of(cmd, env)
+    if expect is not None and expect not in out:
+        sys.exit(f"{' '.join(cmd[1:])} did not print {expect!r}:\n{out[-2000:]}")
+    into.seconds.append(seconds)
+    into.peak_kib.append(peak)
+
+
+KINDS = ("plan", "first build", "no-op", "--recheck", "incremental")
+
+
+def measure_size(
+    exe: list[str], work: Path, size: int, shape: str, repeat: int, build: bool
+) -> dict[str, Measure]:
+    figures = {kind: Measure() for kind in KINDS}
+    root = work / f"{shape}-{size}"
+    recipe = write_project(root, size, shape)
+    env = {
+        **os.environ,
+        "MOTIONFLOW_MAX_VARIANTS": str(max(size, 10_000)),
+        "MOTIONFLOW_CACHE": str(root / "cache"),
+    }
+    # Scale the repeats down with the size, so 100,000 variants take minutes, not hours.
+    reps = max(1, repeat if size <= 1_000 else repeat // 2 if size <= 10_000 else 1)
+    for _ in range(reps):
+        run_measure([*exe, "plan", str(recipe), "--json"], env, figures["plan"])
+    if not build:
+        return figures
+    run_measure([*exe, "run", str(recipe), "--quiet"], env, figures["first build"])
+    for _ in range(reps):
+        run_measure([*exe, "run", str(recipe), "--json"], env, figures["no-op"], '"executed": 0')
+    for _ in range(reps):
+        run_measure(
+            [*exe, "run", str(recipe), "--json", "--recheck"],
+            env,
+            figures["--recheck"],
+            '"executed": 0',
+        )
+    changed = math.prod(shape_axes(size, shape)[1:])
+    for round_ in range(reps):
+        change_one_value(recipe, round_)
+        run_measure(
+            [*exe, "run", str(recipe), "--json"],
+            env,
+            figures["incremental"],
+            f'"executed": {2 * changed}',
+        )
+    shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
+def report(results: dict[tuple[str, int], dict[str, Measure]], sizes: list[int]) -> None:
+    for shape in ("one", "several"):
+        title = "one axis" if shape == "one" else "several axes"
+        print(f"\n{title}: wall seconds (median), peak MiB in brackets")
+        print(f"  {'variants':>9}  " + "  ".join(f"{k:>18}" for k in KINDS))
+        for size in sizes:
+            figures = results.get((shape, size))
+            if figures is None:
+                continue
+            label = "x".join(str(n) for n in shape_axes(size, shape))
+            cells = []
+            for kind in KINDS:
+                m = figures[kind]
+                cells.append(
+                    f"{m.median:9.3f} [{m.peak_mib:5.0f}]" if m.seconds else f"{'-':>18}"
+                )
+            print(f"  {size:>9,}  " + "  ".join(f"{c:>18}" for c in cells) + f"   {label}")
+        print("  growth per added variant (ms): (t(N) - t(previous N)) / (N - previous N)")
+        previous: tuple[int, dict[str, Measure]] | None = None
+        for size in sizes:
+            figures = results.get((shape, size))
+            if figures is None:
+                continue
+            if previous is not None:
+                psize, pfig = previous
+                cells = []
+                for kind in KINDS:
+                    a, b = pfig[kind], figures[kind]
+                    if a.seconds and b.seconds:
+                        growth = (b.median - a.median) / (size - psize) * 1000
+                        cells.append(f"{growth:18.4f}")
+                    else:
+                        cells.append(f"{'-':>18}")
+                print(f"  {size:>9,}  " + "  ".join(cells))
+            previous = (size, figures)
+        build = [(s, results[(shape, s)]["first build"]) for s in sizes if (shape, s) in results]
+        for size, m in build:
+            if m.seconds:
+                per = m.median / (2 * size) * 1000
+                print(f"  first build, {size:,} variants: {per:.3f} ms per instance (2 a variant)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="200,1000,10000,100000")
+    parser.add_argument("--shapes", default="one,several")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats at <= 1,000 variants")
+    parser.add_argument("--skip-build-above", type=int, default=10**9)
+    parser.add_argument("--json", dest="json_out", help="also write every figure here")
+    args = parser.parse_args()
+    exe = shutil.which("motionflow")
+    if exe is None:
+        sys.exit("motionflow is not on PATH: pip install -e . first")
+    import compileall
+
+    import motionflow
+
+    compileall.compile_dir(Path(motionflow.__file__).parent, quiet=1)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[tuple[str, int], dict[str, Measure]] = {}
+    with tempfile.TemporaryDirectory(prefix="mf-scale-") as tmp:
+        for size in sizes:
+            for shape in args.shapes.split(","):
+                started = time.perf_counter()
+                results[(shape, size)] = measure_size(
+                    [exe], Path(tmp), size, shape, args.repeat, size <= args.skip_build_above
+                )
+                took = time.perf_counter() - started
+                print(f"  measured {shape} axis, {size:,} variants in {took:.0f} s", file=sys.stderr)
+    print("motionflow at scale (whole processes; 2 instances a variant)")
+    report(results, sizes)
+    if args.json_out:
+        data = {
+            f"{shape}-{size}": {k: {"seconds": m.seconds, "peak_kib": m.peak_kib} for k, m in f.items()}
+            for (shape, size), f in results.items()
+        }
+        Path(args.json_out).write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
