@@ -211,9 +211,7 @@ def report(results: dict[tuple[str, int], dict[str, Measure]], sizes: list[int])
             cells = []
             for kind in KINDS:
                 m = figures[kind]
-                cells.append(
-                    f"{m.median:9.3f} [{m.peak_mib:5.0f}]" if m.seconds else f"{'-':>18}"
-                )
+                cells.append(f"{m.median:9.3f} [{m.peak_mib:5.0f}]" if m.seconds else f"{'-':>18}")
             print(f"  {size:>9,}  " + "  ".join(f"{c:>18}" for c in cells) + f"   {label}")
         print("  growth per added variant (ms): (t(N) - t(previous N)) / (N - previous N)")
         previous: tuple[int, dict[str, Measure]] | None = None
@@ -266,12 +264,16 @@ def main() -> None:
                     [exe], Path(tmp), size, shape, args.repeat, size <= args.skip_build_above
                 )
                 took = time.perf_counter() - started
-                print(f"  measured {shape} axis, {size:,} variants in {took:.0f} s", file=sys.stderr)
+                print(
+                    f"  measured {shape} axis, {size:,} variants in {took:.0f} s", file=sys.stderr
+                )
     print("motionflow at scale (whole processes; 2 instances a variant)")
     report(results, sizes)
     if args.json_out:
         data = {
-            f"{shape}-{size}": {k: {"seconds": m.seconds, "peak_kib": m.peak_kib} for k, m in f.items()}
+            f"{shape}-{size}": {
+                k: {"seconds": m.seconds, "peak_kib": m.peak_kib} for k, m in f.items()
+            }
             for (shape, size), f in results.items()
         }
         Path(args.json_out).write_text(json.dumps(data, indent=2), encoding="utf-8")
