@@ -93,10 +93,10 @@ def _unsafe(field: Any, out: Any, declared: Any) -> str | None:
 
 
 def _inside(folder: Path, dest: Path, key: str) -> Path:
-    """``dest`` if it is a plain entry of ``folder`` once resolved; else the error (no write)."""
-    home = folder.resolve()
-    resolved = dest.resolve()
-    if dest.is_symlink() or not resolved.is_relative_to(home) or resolved.parent != home:
+    """``dest`` if it is a plain entry of ``folder`` (checked by :func:`_folder`); else the
+    error (no write). One ``lstat``: the name is a single part, and a link there is refused
+    (a rename would replace the link, but its presence means someone else's files)."""
+    if dest.parent != folder or dest.name in {"", ".", ".."} or dest.is_symlink():
         msg = (
             f"refusing to write {str(dest)!r} for the cache record {key[:12]}…: it would land "
             f"outside {str(folder)!r} (a symbolic link?); nothing was written there. Remove "
@@ -106,12 +106,17 @@ def _inside(folder: Path, dest: Path, key: str) -> Path:
     return dest
 
 
-def _folder(out_dir: Path, variant_id: str, key: str) -> Path:
+def _folder(out_dir: Path, variant_id: str, key: str, checked: dict[str, Path]) -> Path:
     """``out_dir/<variant>``, created; refused when it, or a folder on the way, is a link.
 
     ``out/`` itself may be a link (to a bigger disk, say): that is the user's choice. Below
     it, a link could only come from someone else's files, so nothing is written through one.
+    ``checked`` remembers the folders of this run already made and checked (each variant has
+    several outputs; checking costs a ``mkdir`` and two ``realpath`` walks).
     """
+    known = checked.get(variant_id)
+    if known is not None:
+        return known
     folder = out_dir / variant_id
     base = out_dir.resolve()
     probe = out_dir
@@ -127,6 +132,7 @@ def _folder(out_dir: Path, variant_id: str, key: str) -> Path:
     if not folder.resolve().is_relative_to(base):
         msg = f"refusing to write the outputs of {key[:12]}…: {str(folder)!r} leaves {str(base)!r}"
         raise UsageError(msg)
+    checked[variant_id] = folder
     return folder
 
 
@@ -140,11 +146,13 @@ def materialize(
     record: dict[str, Any],
     blob_path: Any,
     manifest: Manifest,
+    folders: dict[str, Path] | None = None,
 ) -> list[Path]:
     """Write an output instance's files and receipts for each of its variants.
 
     Files already written for the same key and untouched since are left alone, so a no-op run
-    writes nothing. Every write goes through a temp file and a rename.
+    writes nothing. Every write goes through a temp file and a rename. ``folders``: the
+    variant folders this run has made and checked already (kept by the caller between calls).
 
     Returns:
         The paths written (empty when everything was current).
@@ -170,7 +178,7 @@ def materialize(
                 )
                 raise CacheError(msg)
         try:
-            folder = _folder(out_dir, variant.id, key)
+            folder = _folder(out_dir, variant.id, key, {} if folders is None else folders)
             files: dict[str, list[int]] = {}
             # the first output the stage kind declares is the main one: `sheet.mp4`; the others
             # are named by field: `sheet.layout.json`
@@ -185,11 +193,13 @@ def materialize(
                     text = value if isinstance(value, str) else json.dumps(value, indent=1)
                     dest = folder / f"{stem}{'.txt' if isinstance(value, str) else '.json'}"
                     dest = _inside(folder, dest, key)
-                    atomic_write_text(dest, text + ("\n" if not text.endswith("\n") else ""))
+                    text += "\n" if not text.endswith("\n") else ""
+                    atomic_write_text(dest, text, make_parent=False)
                 written.append(dest)
             receipt = _inside(folder, folder / f"{base}.receipt.json", key)
             body = _receipt(recipe, instance, variant, key, components, record)
-            atomic_write_text(receipt, json.dumps(body, indent=1, sort_keys=True) + "\n")
+            body_text = json.dumps(body, indent=1, sort_keys=True) + "\n"
+            atomic_write_text(receipt, body_text, make_parent=False)
             written.append(receipt)
             for path in written:
                 if path.parent == folder:

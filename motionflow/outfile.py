@@ -89,12 +89,17 @@ def atomic_copy(src: Path, dest: Path, *, mode: int | None = None) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to a temp file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write_text(path: Path, text: str, *, make_parent: bool = True) -> None:
+    """Write ``text`` (UTF-8) to a temp file beside ``path`` and rename it into place.
+
+    ``make_parent=False`` when the caller made the folder (saves a ``mkdir`` per file).
+    """
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     try:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise

@@ -19,8 +19,11 @@ def _open_lock(root: Path, path: Path) -> int:
     from motionflow.cache.store import writing
 
     with writing(root, f"take the lock {path.name[:12]} in the cache"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # no locks/ yet: made once, not checked before every lock
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
 @contextlib.asynccontextmanager

@@ -182,13 +182,17 @@ class Cache:
         self._pending: dict[str, str] = {}
         self._absent = False
         self._in_use: int | None = None
+        self._dirs_made = False
         self.remote: RemoteSide | None = None
 
     def _ensure_dirs(self) -> None:
+        if self._dirs_made:  # once per process: three mkdir calls per stored result add up
+            return
         try:
             for sub in ("blobs", "tmp", "locks"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
             self._hold()
+            self._dirs_made = True
         except OSError as exc:
             problem = cache_write_error(self.root, exc, "use the cache")
             if problem is not None:
@@ -254,6 +258,7 @@ class Cache:
         if self._in_use is not None:
             os.close(self._in_use)  # releases the flock
             self._in_use = None
+        self._dirs_made = False
 
     # -- who uses the cache -------------------------------------------------------------------
     def _hold(self) -> None:
@@ -455,11 +460,18 @@ class Cache:
             path.unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def workdir(self) -> Iterator[Path]:
-        """An empty private folder under ``tmp/`` for a running stage, removed afterwards."""
+    def workdir(self, *, create: bool = True) -> Iterator[Path]:
+        """An empty private folder under ``tmp/`` for a running stage, removed afterwards.
+
+        ``create=False`` names a fresh folder without making it, for a stage that says it
+        writes no files (see ``needs_workdir`` in ``stages/base.py``): a write there fails.
+        """
         self._ensure_dirs()
-        with writing(self.root, "make a work folder in the cache"):
-            path = Path(tempfile.mkdtemp(prefix="work-", dir=self.root / "tmp"))
+        if not create:
+            path = self.root / "tmp" / f"work-{uuid.uuid4().hex}"
+        else:
+            with writing(self.root, "make a work folder in the cache"):
+                path = Path(tempfile.mkdtemp(prefix="work-", dir=self.root / "tmp"))
         try:
             yield path
         finally:

@@ -78,6 +78,7 @@ class _Run:
     reserved: float = 0.0
     inflight: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[dict[str, Any]]] = field(default_factory=dict)
+    folders: dict[str, Path] = field(default_factory=dict)  # variant folders made this run
     sem: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -204,7 +205,8 @@ class _Run:
                     )
             self.emit(InstanceStarted(inst.stage, inst.label, key))
             started = time.monotonic()
-            with self.cache.workdir() as workdir:
+            needs = getattr(inst.impl, "needs_workdir", None)  # optional: see stages/base.py
+            with self.cache.workdir(create=needs is None or needs(params)) as workdir:
                 ctx = StageContext(
                     workdir,
                     inst.stage,
@@ -291,6 +293,7 @@ class _Run:
                 record=record,
                 blob_path=self.cache.blob_path,
                 manifest=self.manifest,
+                folders=self.folders,
             )
             for path in paths:
                 self.emit(OutputWritten(path))

@@ -92,7 +92,9 @@ class Stage(Protocol):
     bytes (``{"ffmpeg": "ffmpeg version 7.1 ..."}``): recorded in the result, its receipts and
     ``why``, but never part of the key (a teammate's other ffmpeg build must not re-run, and
     so re-pay, anything; ``--rebuild-on-tool-change`` opts in). :class:`BaseStage` returns
-    ``{}``. Also ``preflight`` and ``watched_files`` (see the media stages).
+    ``{}``. ``needs_workdir(params) -> bool``: False when the instance writes no files, so
+    ``ctx.workdir`` is named but not created (``python`` stages without ``outdir``); absent
+    means True. Also ``preflight`` and ``watched_files`` (see the media stages).
     """
 
     kind: ClassVar[str]

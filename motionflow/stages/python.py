@@ -7,9 +7,11 @@ import contextlib
 import importlib
 import inspect
 import json
+import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -135,12 +137,47 @@ def _argument(value: Any) -> Any:
     return value
 
 
-async def _in_daemon_thread(func: Any, kwargs: dict[str, Any]) -> Any:
-    """Run a blocking function in a daemon thread.
+class _DaemonPool:
+    """Daemon threads that run blocking stage functions, kept between calls.
 
-    Unlike ``asyncio.to_thread``, Ctrl-C does not wait for it: a thread cannot be stopped, so
-    an interrupted run abandons it (its work folder is already gone) and exits at once.
+    Starting a thread per instance cost about 0.8 ms each (a third of a 1,000-instance
+    build). Idle workers wait on a queue; a call with none idle starts one more, so the pool
+    grows to the run's concurrency (the executor's semaphore bounds it) and no further.
+    Unlike ``asyncio.to_thread``'s pool, its threads are daemons: Ctrl-C does not wait for a
+    function that cannot be stopped; an interrupted run abandons it (its work folder is
+    already gone) and exits at once.
     """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._started = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+            else:
+                self._started += 1
+                threading.Thread(
+                    target=self._work, name=f"python-stage-{self._started}", daemon=True
+                ).start()
+        self._queue.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            job()
+            with self._lock:
+                self._idle += 1
+
+
+_POOL = _DaemonPool()
+
+
+async def _in_daemon_thread(func: Any, kwargs: dict[str, Any]) -> Any:
+    """Run a blocking function in one of the pool's daemon threads (see :class:`_DaemonPool`)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -151,7 +188,7 @@ async def _in_daemon_thread(func: Any, kwargs: dict[str, Any]) -> Any:
             else:
                 future.set_exception(value)
 
-    def target() -> None:
+    def job() -> None:
         try:
             outcome = (True, func(**kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
@@ -159,7 +196,7 @@ async def _in_daemon_thread(func: Any, kwargs: dict[str, Any]) -> Any:
         with contextlib.suppress(RuntimeError):  # the loop closed: the run was interrupted
             loop.call_soon_threadsafe(settle, *outcome)
 
-    threading.Thread(target=target, name=f"python-stage-{func.__name__}", daemon=True).start()
+    _POOL.submit(job)
     return await future
 
 
@@ -184,6 +221,12 @@ class PythonStage(BaseStage):
         module = sys.modules.get(str(call).partition(":")[0]) if isinstance(call, str) else None
         origin = getattr(module, "__file__", None)
         return [Path(origin)] if origin else []
+
+    def needs_workdir(self, params: BaseModel) -> bool:
+        """Only a function taking ``outdir`` gets a work folder (one ``mkdir`` and ``rmtree``
+        fewer per instance); a ``Path`` it returns from elsewhere is copied into the cache."""
+        assert isinstance(params, PythonParams)
+        return "outdir" in inspect.signature(resolve_callable(params.call)).parameters
 
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Call the function; a returned ``Path`` becomes ``file``, anything else ``value``."""
