@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import gc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,6 +183,26 @@ def open_cache(cache_dir: str | None) -> Any:
     return Cache(cache_root(cache_dir))
 
 
+@contextlib.contextmanager
+def planning_gc() -> Iterator[None]:
+    """No garbage collection while loading or planning; what was made is then frozen.
+
+    A plan is hundreds of thousands of long-lived objects that live until the process ends.
+    Collecting while they are made cost a third of a 100,000-variant plan, and more per
+    variant the bigger the plan (each pass scans what is already there); frozen, no later
+    pass (during the run) scans them again. The process is short-lived; the library leaves
+    the interpreter's settings alone.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def plan_recipe(
     recipe: str,
     var: tuple[str, ...],
@@ -201,7 +223,7 @@ def plan_recipe(
     from motionflow.providers.pricing import price_table
     from motionflow.targets import targeted_plan
 
-    with handle_errors():
+    with handle_errors(), planning_gc():
         loaded = load(recipe, var, allow_outside)
         price_table()  # a broken MOTIONFLOW_PRICES is refused before the cache is opened
         if preview:

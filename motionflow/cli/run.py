@@ -17,6 +17,7 @@ from motionflow.cli.options import (
     max_usd_option,
     open_cache,
     open_remote,
+    planning_gc,
     publish_from_cli,
     recipe_options,
     remote_options,
@@ -285,7 +286,8 @@ def run(
             from motionflow.review import Approval, check_plan
 
             reviewed = load_plan(Path(plan_file))
-        loaded = load(recipe, var, allow_outside_project)
+        with planning_gc():
+            loaded = load(recipe, var, allow_outside_project)
         publish = publish_from_cli(publish_kind, publish_option)
         options = options_from_env(
             resubmit_in_doubt=resubmit_in_doubt,
@@ -298,9 +300,10 @@ def run(
         result: RunResult | None = None
         try:
             team = open_remote(cache, loaded.root, remote, no_remote)
-            planned = targeted_plan(
-                loaded, cache, targets, rebuild_on_tool_change=rebuild_on_tool_change
-            )
+            with planning_gc():
+                planned = targeted_plan(
+                    loaded, cache, targets, rebuild_on_tool_change=rebuild_on_tool_change
+                )
             if reviewed is not None:  # before anything runs: nothing is spent on a drift
                 check_plan(reviewed, planned, Path(plan_file or ""), raw_vars=var)
                 # generations whose key is known only during the run: checked before submitting
