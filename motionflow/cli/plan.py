@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from motionflow.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from motionflow.plan import Plan
+    from motionflow.plan import Plan, PlannedInstance
     from motionflow.targets import Targets
 
 __all__ = ["TABLE_LIMIT", "plan", "print_plan"]
@@ -34,7 +35,7 @@ TABLE_LIMIT = 60
 """Plans with more instances than this show one row per stage (unless ``--all``)."""
 
 
-def _plan_json(plan: Plan) -> dict[str, Any]:
+def _plan_head(plan: Plan) -> dict[str, Any]:
     return {
         "recipe": plan.recipe.name,
         "provider": plan.recipe.model.provider,
@@ -43,22 +44,39 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
         "estimated_usd": plan.estimated_usd,
         "estimate_exact": plan.exact,
         "saved_usd": plan.saved_usd,
-        "instances": [
-            {
-                "stage": p.instance.stage,
-                "variants": [v.id for v in p.instance.variants],
-                "take": p.instance.take_label,
-                "status": p.status,
-                "reason": p.reason,
-                "key": p.key,
-                "estimated_usd": p.estimate.usd if p.status == "run" else 0.0,
-                "estimate_exact": p.estimate.exact,
-                "made_by": p.made_by,  # a hit's origin: {"recipe", "at", "imported_from"}
-                "waits_for": list(p.waits),
-            }
-            for p in plan.items
-        ],
     }
+
+
+def _instance_json(p: PlannedInstance) -> dict[str, Any]:
+    return {
+        "stage": p.instance.stage,
+        "variants": [v.id for v in p.instance.variants],
+        "take": p.instance.take_label,
+        "status": p.status,
+        "reason": p.reason,
+        "key": p.key,
+        "estimated_usd": p.estimate.usd if p.status == "run" else 0.0,
+        "estimate_exact": p.estimate.exact,
+        "made_by": p.made_by,  # a hit's origin: {"recipe", "at", "imported_from"}
+        "waits_for": list(p.waits),
+    }
+
+
+def _plan_json_chunks(plan: Plan, tail: dict[str, Any]) -> Iterator[str]:
+    """The text of ``json.dumps({**head, "instances": [...], **tail})``, a piece at a time.
+
+    A 100,000-variant plan is 50 MB of JSON: written as it is made, neither the list of
+    200,000 dicts nor the whole text is ever held in memory.
+    """
+    for name, value in _plan_head(plan).items():
+        yield ("{" if name == "recipe" else ", ") + f"{json.dumps(name)}: {json.dumps(value)}"
+    yield ', "instances": ['
+    for i, item in enumerate(plan.items):
+        yield (", " if i else "") + json.dumps(_instance_json(item))
+    yield "]"
+    for name, value in tail.items():
+        yield f", {json.dumps(name)}: {json.dumps(value)}"
+    yield "}\n"
 
 
 def print_plan(plan: Plan, console: Console, show_all: bool) -> None:
@@ -209,10 +227,13 @@ def plan(
     with handle_errors():
         pending = pending_jobs(cache_root(cache_dir))
     if as_json:
-        document = {**_plan_json(planned), "budget": budget.to_json(), "pending_jobs": pending}
+        tail: dict[str, Any] = {"budget": budget.to_json(), "pending_jobs": pending}
         if targets:
-            document["targets"] = targets.to_json()
-        click.echo(json.dumps(document))
+            tail["targets"] = targets.to_json()
+        stdout = click.get_text_stream("stdout")
+        for chunk in _plan_json_chunks(planned, tail):
+            stdout.write(chunk)
+        stdout.flush()
     else:
         console = make_console(stderr=output == "-")  # stdout carries the plan file
         print_plan(planned, console, show_all)
