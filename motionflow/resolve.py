@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from motionflow.artifacts import FileArtifact
 from motionflow.graph import GatherSlot, Instance, Interp, Slot
 from motionflow.keys import canonical_json
+from motionflow.stages.base import BaseStage
 
 __all__ = [
     "UNRESOLVED",
@@ -190,8 +191,10 @@ def bind(
                     where += f" (input {raw_value.ref.name!r})"  # the recipe item to fix
                 text = f"{where}: {text}" if where else text
             errors.append((loc, text))
-    if params is not None:  # NaN and infinities have no canonical form: no key, no request
-        for loc, number in _non_finite(_fields(params), ()):
+    given = _fields(params) if params is not None else {}
+    if not all(isinstance(v, _PLAIN) for v in given.values()):
+        # NaN and infinities have no canonical form: no key, no request
+        for loc, number in _non_finite(given, ()):
             where = ".".join(str(p) for p in loc)
             msg = (
                 f"{where}: {number!r} is not a finite number; write an ordinary number "
@@ -207,8 +210,23 @@ def bind(
     return Bound(params, params is not None and not errors, errors, waiting)
 
 
+_NAMES: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _names(model: type[BaseModel]) -> tuple[str, ...]:
+    """A model's field names (pydantic's ``model_fields`` is a property: once per model)."""
+    names = _NAMES.get(model)
+    if names is None:
+        names = _NAMES[model] = tuple(model.model_fields)
+    return names
+
+
+#: Values that cannot hold a NaN: most parameters, checked without walking them.
+_PLAIN = (str, int, type(None))
+
+
 def _fields(params: BaseModel) -> dict[str, Any]:
-    values = {k: getattr(params, k, None) for k in type(params).model_fields}
+    values = {k: getattr(params, k, None) for k in _names(type(params))}
     values.update(params.model_extra or {})
     return values
 
@@ -238,7 +256,7 @@ def _key_value(value: Any) -> Any:
     if isinstance(value, FileArtifact):
         return {"$file": value.digest}
     if isinstance(value, BaseModel):
-        return {k: _key_value(getattr(value, k)) for k in type(value).model_fields}
+        return {k: _key_value(getattr(value, k)) for k in _names(type(value))}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Path):
@@ -258,7 +276,7 @@ def key_components(instance: Instance, params: BaseModel, provider: str) -> dict
         ValueError: the stage could not describe its environment (e.g. a python stage whose
             function cannot be imported).
     """
-    fields = {k: _key_value(getattr(params, k)) for k in type(params).model_fields}
+    fields = {k: _key_value(getattr(params, k)) for k in _names(type(params))}
     fields.update({k: _key_value(v) for k, v in (params.model_extra or {}).items()})
     components = {
         "kind": instance.impl.kind,
@@ -329,8 +347,8 @@ def tool_versions(instance: Instance, params: BaseModel | None) -> dict[str, str
     ``"unknown"``, and a stage kind without a ``tools`` method has none.
     """
     tools = getattr(instance.impl, "tools", None)
-    if tools is None:
-        return {}
+    if tools is None or getattr(tools, "__func__", None) is BaseStage.tools:
+        return {}  # the default (no external program): nothing to call, per instance
     try:
         found = tools(params)
     except Exception:  # noqa: BLE001 - a broken third-party kind: nothing to record

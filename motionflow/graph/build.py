@@ -62,11 +62,15 @@ def build_graph(recipe: Recipe, *, strict: bool = True) -> Graph:
     for name in builder.healthy(order):  # a gathering stage sees vars only, not matrix values
         if name in gathering:
             rendered_by[-1, name] = builder.render_stage(name, dict(recipe.vars))
+    per_variant = [name for name in builder.healthy(order) if name not in gathering]
+    broken = len(builder.broken)
     for vi, variant in enumerate(recipe.variants):  # every template error, before building
         context = {**recipe.vars, **dict(variant.values)}
-        for name in builder.healthy(order):
-            if name not in gathering:
-                rendered_by[vi, name] = builder.render_stage(name, context)
+        if len(builder.broken) != broken:  # a template failed: it and what it feeds stop
+            per_variant = [name for name in builder.healthy(order) if name not in gathering]
+            broken = len(builder.broken)
+        for name in per_variant:
+            rendered_by[vi, name] = builder.render_stage(name, context)
     healthy = builder.healthy(order)
 
     instances: dict[tuple[Any, ...], Instance] = {}
