@@ -155,7 +155,7 @@ def run_measure(
     into.peak_kib.append(peak)
 
 
-KINDS = ("plan", "first build", "no-op", "--recheck", "incremental")
+KINDS = ("plan", "first build", "plan, built", "no-op", "--recheck", "incremental")
 
 
 def measure_size(
@@ -171,71 +171,116 @@ def measure_size(
     }
     # Scale the repeats down with the size, so 100,000 variants take minutes, not hours.
     reps = max(1, repeat if size <= 1_000 else repeat // 2 if size <= 10_000 else 1)
+    plan = [*exe, "plan", str(recipe), "--json"]
+    run = [*exe, "run", str(recipe), "--json"]
     for _ in range(reps):
-        run_measure([*exe, "plan", str(recipe), "--json"], env, figures["plan"])
+        run_measure(plan, env, figures["plan"])
     if not build:
         return figures
     run_measure([*exe, "run", str(recipe), "--quiet"], env, figures["first build"])
     for _ in range(reps):
-        run_measure([*exe, "run", str(recipe), "--json"], env, figures["no-op"], '"executed": 0')
+        run_measure(plan, env, figures["plan, built"])
     for _ in range(reps):
-        run_measure(
-            [*exe, "run", str(recipe), "--json", "--recheck"],
-            env,
-            figures["--recheck"],
-            '"executed": 0',
-        )
+        run_measure(run, env, figures["no-op"], '"executed": 0')
+    for _ in range(reps):
+        run_measure([*run, "--recheck"], env, figures["--recheck"], '"executed": 0')
     changed = math.prod(shape_axes(size, shape)[1:])
     for round_ in range(reps):
         change_one_value(recipe, round_)
-        run_measure(
-            [*exe, "run", str(recipe), "--json"],
-            env,
-            figures["incremental"],
-            f'"executed": {2 * changed}',
-        )
+        run_measure(run, env, figures["incremental"], f'"executed": {2 * changed}')
     shutil.rmtree(root, ignore_errors=True)
     return figures
 
 
-def report(results: dict[tuple[str, int], dict[str, Measure]], sizes: list[int]) -> None:
-    for shape in ("one", "several"):
-        title = "one axis" if shape == "one" else "several axes"
-        print(f"\n{title}: wall seconds (median), peak MiB in brackets")
-        print(f"  {'variants':>9}  " + "  ".join(f"{k:>18}" for k in KINDS))
-        for size in sizes:
-            figures = results.get((shape, size))
-            if figures is None:
-                continue
-            label = "x".join(str(n) for n in shape_axes(size, shape))
+Results = dict[tuple[str, int], dict[str, Measure]]
+
+
+def _table(results: Results, sizes: list[int], shape: str) -> None:
+    title = "one axis" if shape == "one" else "several axes"
+    print(f"\n{title}: wall seconds (median), peak MiB in brackets")
+    print(f"  {'variants':>9}  " + "".join(f"{k:>17}" for k in KINDS) + "  axes")
+    previous: tuple[int, dict[str, Measure]] | None = None
+    growth_rows: list[str] = []
+    for size in sizes:
+        figures = results.get((shape, size))
+        if figures is None:
+            continue
+        cells = [
+            f"{m.median:8.3f} [{m.peak_mib:5.0f}]" if m.seconds else f"{'-':>16}"
+            for m in (figures[kind] for kind in KINDS)
+        ]
+        label = "x".join(str(n) for n in shape_axes(size, shape))
+        print(f"  {size:>9,}  " + "".join(f"{c:>17}" for c in cells) + f"  {label}")
+        if previous is not None:
+            psize, pfig = previous
             cells = []
             for kind in KINDS:
-                m = figures[kind]
-                cells.append(f"{m.median:9.3f} [{m.peak_mib:5.0f}]" if m.seconds else f"{'-':>18}")
-            print(f"  {size:>9,}  " + "  ".join(f"{c:>18}" for c in cells) + f"   {label}")
-        print("  growth per added variant (ms): (t(N) - t(previous N)) / (N - previous N)")
-        previous: tuple[int, dict[str, Measure]] | None = None
+                a, b = pfig[kind], figures[kind]
+                if a.seconds and b.seconds:
+                    growth = (b.median - a.median) / (size - psize) * 1000
+                    cells.append(f"{growth:16.4f}")
+                else:
+                    cells.append(f"{'-':>16}")
+            growth_rows.append(f"  {size:>9,}  " + "".join(f"{c:>17}" for c in cells))
+        previous = (size, figures)
+    print("  growth per added variant, ms: (t(N) - t(previous N)) / (N - previous N)")
+    for row in growth_rows:
+        print(row)
+
+
+def _median(results: Results, shape: str, size: int, kind: str) -> float:
+    figures = results.get((shape, size))
+    return figures[kind].median if figures and figures[kind].seconds else math.nan
+
+
+def _marginal(results: Results, shape: str, kind: str, low: int, high: int) -> float:
+    a, b = _median(results, shape, low, kind), _median(results, shape, high, kind)
+    return (b - a) / (high - low)
+
+
+def _check(label: str, value: float, target: float, unit: str, scale: float = 1.0) -> None:
+    if math.isnan(value):
+        print(f"  {label:<66} not measured")
+        return
+    verdict = "met" if value < target else "MISSED"
+    shown = f"{value * scale:9.3f} {unit}"
+    print(f"  {label:<66} {shown:>13} (target < {target * scale:g}) {verdict}")
+
+
+def report_targets(results: Results, sizes: list[int], shapes: list[str]) -> None:
+    print("\ntargets (issue #14)")
+    for shape in shapes:
+        name = "one axis" if shape == "one" else "several axes"
+
+        def median(size: int, kind: str, shape: str = shape) -> float:
+            return _median(results, shape, size, kind)
+
+        _check(f"plan, 200 variants, {name}", median(200, "plan"), 0.3, "s")
+        _check(
+            f"plan of the built sweep, 200 variants, {name}", median(200, "plan, built"), 0.3, "s"
+        )
+        _check(f"plan, 10,000 variants, {name}", median(10_000, "plan"), 1.5, "s")
+        _check(f"plan, 100,000 variants, {name}", median(100_000, "plan"), 15.0, "s")
+        figures = results.get((shape, 100_000))
+        peak = figures["plan"].peak_mib if figures and figures["plan"].seconds else math.nan
+        _check(f"plan, 100,000 variants, {name}: peak memory", peak, 1024.0, "MiB")
+        low = _marginal(results, shape, "plan", 200, 1_000)
+        high = _marginal(results, shape, "plan", 10_000, 100_000)
+        _check(f"plan, {name}: growth at 100,000 / growth at 1,000", high / low, 1.3, "x")
+        per_low = median(1_000, "plan") / 1_000
+        per_high = median(100_000, "plan") / 100_000
+        _check(f"plan, {name}: t(N)/N at 100,000 / t(N)/N at 1,000", per_high / per_low, 1.3, "x")
+        if shape == "one":  # one value changed: 2 instances run
+            work = 2 * median(200, "first build") / 400  # an upper bound: overhead included
+            _check(
+                f"incremental, 200 variants, one change, minus its work ({work * 1000:.1f} ms)",
+                median(200, "incremental") - work,
+                0.4,
+                "s",
+            )
         for size in sizes:
-            figures = results.get((shape, size))
-            if figures is None:
-                continue
-            if previous is not None:
-                psize, pfig = previous
-                cells = []
-                for kind in KINDS:
-                    a, b = pfig[kind], figures[kind]
-                    if a.seconds and b.seconds:
-                        growth = (b.median - a.median) / (size - psize) * 1000
-                        cells.append(f"{growth:18.4f}")
-                    else:
-                        cells.append(f"{'-':>18}")
-                print(f"  {size:>9,}  " + "  ".join(cells))
-            previous = (size, figures)
-        build = [(s, results[(shape, s)]["first build"]) for s in sizes if (shape, s) in results]
-        for size, m in build:
-            if m.seconds:
-                per = m.median / (2 * size) * 1000
-                print(f"  first build, {size:,} variants: {per:.3f} ms per instance (2 a variant)")
+            per = median(size, "first build") / (2 * size)
+            _check(f"first build, {size:,} variants, {name}: per instance", per, 0.002, "ms", 1000)
 
 
 def main() -> None:
@@ -268,7 +313,11 @@ def main() -> None:
                     f"  measured {shape} axis, {size:,} variants in {took:.0f} s", file=sys.stderr
                 )
     print("motionflow at scale (whole processes; 2 instances a variant)")
-    report(results, sizes)
+    print(f"  python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    shapes = args.shapes.split(",")
+    for shape in shapes:
+        _table(results, sizes, shape)
+    report_targets(results, sizes, shapes)
     if args.json_out:
         data = {
             f"{shape}-{size}": {
