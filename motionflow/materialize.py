@@ -162,7 +162,8 @@ def materialize(
     base = f"{instance.stage}{suffix}"
     for variant in instance.variants:
         name = entry_name(instance, variant)
-        receipt_rel = str((out_dir / variant.id / f"{base}.receipt.json").relative_to(out_dir))
+        receipt_rel = f"{base}.receipt.json"  # relative to out_dir, as the manifest keeps it
+        receipt_rel = f"{variant.id}/{receipt_rel}" if variant.id else receipt_rel
         if manifest.files_current(name, key) and not _receipt_outdated(
             manifest, name, receipt_rel, out_dir, record
         ):
