@@ -80,11 +80,13 @@ class _Run:
     tasks: dict[str, asyncio.Task[dict[str, Any]]] = field(default_factory=dict)
     folders: dict[str, Path] = field(default_factory=dict)  # variant folders made this run
     sem: asyncio.Semaphore = field(init=False)
+    out_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.sem = asyncio.Semaphore(self.jobs)
         self.paid_sem = self.sem
         self.outputs = set(self.plan.recipe.model.outputs)
+        self.out_dir = self.plan.recipe.out_dir  # a property that builds a Path: once
         self.manifest = self.plan.previous
 
     async def instance(self, item: PlannedInstance) -> dict[str, Any]:
@@ -286,7 +288,7 @@ class _Run:
         if inst.stage in self.outputs and record:
             paths = materialize(
                 recipe=self.plan.recipe.name,
-                out_dir=self.plan.recipe.out_dir,
+                out_dir=self.out_dir,
                 instance=inst,
                 key=key,
                 components=components,
