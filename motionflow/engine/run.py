@@ -11,6 +11,7 @@ partial in the cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import time
@@ -170,7 +171,12 @@ class _Run:
         # Generations wait on the network, not the CPU: they have their own concurrency.
         sem = self.paid_sem if inst.impl.paid else self.sem
         reserved = 0.0
-        async with sem, key_lock(self.cache.root, key):
+        # A static stage (a rendered prompt) is a pure, cheap function of its parameters: two
+        # processes making it at once waste nothing, so it takes no lock file (one file
+        # created per instance otherwise, a third of a first build's metadata writes).
+        static = inst.impl.static and not inst.impl.paid
+        lock = contextlib.nullcontext() if static else key_lock(self.cache.root, key)
+        async with sem, lock:
             # another process may have made it meanwhile (not a key to rebuild: that is ours)
             record = None if key in self.plan.rebuild else self.cache.get_result(key)
             if record is not None:

@@ -104,6 +104,10 @@ class MediaCheckStage(MediaStage):
     Params: ClassVar[type[BaseModel]] = MediaCheckParams
     outputs: ClassVar[dict[str, OutputKind]] = {"report": "value"}
 
+    def needs_workdir(self, params: BaseModel) -> bool:  # noqa: ARG002
+        """It returns a report and writes no file: no work folder to make and remove."""
+        return False
+
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Raise :class:`MediaError` listing every violation, else return the report."""
         del ctx

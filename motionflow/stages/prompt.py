@@ -42,6 +42,10 @@ class PromptStage(BaseStage):
     outputs: ClassVar[dict[str, OutputKind]] = {"text": "value"}
     static: ClassVar[bool] = True
 
+    def needs_workdir(self, params: BaseModel) -> bool:  # noqa: ARG002
+        """It returns a value and writes no file: no work folder to make and remove."""
+        return False
+
     def evaluate(self, params: BaseModel) -> dict[str, Any]:
         """Return ``{"text": ...}``, the rendered template without surrounding white space."""
         assert isinstance(params, PromptParams)
