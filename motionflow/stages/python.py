@@ -226,7 +226,10 @@ class PythonStage(BaseStage):
         """Only a function taking ``outdir`` gets a work folder (one ``mkdir`` and ``rmtree``
         fewer per instance); a ``Path`` it returns from elsewhere is copied into the cache."""
         assert isinstance(params, PythonParams)
-        return "outdir" in inspect.signature(resolve_callable(params.call)).parameters
+        try:
+            return "outdir" in inspect.signature(resolve_callable(params.call)).parameters
+        except Exception:  # noqa: BLE001 - run() reports it, located, as the instance's failure
+            return True
 
     async def run(self, params: BaseModel, ctx: StageContext) -> StageResult:
         """Call the function; a returned ``Path`` becomes ``file``, anything else ``value``."""
