@@ -29,9 +29,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _suffix(rel: str) -> str:
+    """``Path(rel).suffix.lower()`` without building a Path (every entry of a big sweep)."""
+    name = rel.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
+
+
 def _files(entry: dict[str, Any], exts: tuple[str, ...]) -> str | None:
     return next(
-        (rel for rel in sorted(entry.get("files", {})) if Path(rel).suffix.lower() in exts),
+        (rel for rel in sorted(entry.get("files", {})) if _suffix(rel) in exts),
         None,
     )
 
@@ -155,11 +162,14 @@ def collect(recipe: Recipe, run_started: float | None) -> Gallery:
     out_dir = recipe.out_dir
     manifest = Manifest.load(out_dir)
     axes: dict[str, list[str]] = {}
+    seen: set[tuple[str, str]] = set()  # a list's `in` was quadratic in an axis's length
     for variant in recipe.variants:
         for axis, value in variant.values:
             values = axes.setdefault(axis, [])
-            if text(value) not in values:
-                values.append(text(value))
+            shown = text(value)
+            if (axis, shown) not in seen:
+                seen.add((axis, shown))
+                values.append(shown)
     stages = recipe.model.stages
     thumbs = _thumbnails(recipe, manifest)
     cards: list[Card] = []

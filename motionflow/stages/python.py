@@ -154,6 +154,12 @@ class _DaemonPool:
         self._idle = 0
         self._started = 0
 
+    def idle(self) -> None:
+        """Called by a worker when its job's result is ready, *before* the loop hears of it: the
+        next submit then finds it idle instead of starting another thread."""
+        with self._lock:
+            self._idle += 1
+
     def submit(self, job: Callable[[], None]) -> None:
         with self._lock:
             if self._idle > 0:
@@ -167,10 +173,7 @@ class _DaemonPool:
 
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
-            job()
-            with self._lock:
-                self._idle += 1
+            self._queue.get()()
 
 
 _POOL = _DaemonPool()
@@ -193,6 +196,7 @@ async def _in_daemon_thread(func: Any, kwargs: dict[str, Any]) -> Any:
             outcome = (True, func(**kwargs))
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
             outcome = (False, exc)
+        _POOL.idle()
         with contextlib.suppress(RuntimeError):  # the loop closed: the run was interrupted
             loop.call_soon_threadsafe(settle, *outcome)
 
