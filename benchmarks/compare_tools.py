@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from noop_sweep import RECIPE, STEPS
+from noop_sweep import STEPS, TEMPLATE, sweep_recipe
 
 MOVES = [f"m{i}" for i in range(10)]
 COLORS = [f"c{i}" for i in range(20)]
@@ -156,7 +156,7 @@ class Dvc(Tool):
 def _write_motionflow(root: Path, colors: list[str]) -> None:
     (root / "motionflow.toml").write_text("", encoding="utf-8")
     (root / "steps.py").write_text(STEPS, encoding="utf-8")
-    recipe = RECIPE.format(name="sweep", colors=", ".join(colors), moves=", ".join(MOVES))
+    recipe = sweep_recipe("sweep", {"color": colors, "move": MOVES}, TEMPLATE)
     (root / "sweep.yaml").write_text(recipe, encoding="utf-8")
 
 

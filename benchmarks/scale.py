@@ -43,26 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RECIPE = """\
-version: 1
-name: {name}
-vars: {{style: "neon rooftop at night"}}
-matrix:
-{axes}
-stages:
-  prompt:
-    uses: prompt
-    with: {{template: "A dancer in {names}, {{{{ style }}}}."}}
-  shout:
-    uses: python
-    with: {{call: "steps:shout", text: "${{stages.prompt.text}}"}}
-outputs: [prompt, shout]
-"""
-
-STEPS = """\
-def shout(text):
-    return text.upper()
-"""
+from noop_sweep import STEPS, sweep_recipe
 
 AXIS_NAMES = "abcdefgh"
 
@@ -90,19 +71,11 @@ def write_project(root: Path, size: int, shape: str) -> Path:
     (root / "motionflow.toml").write_text("", encoding="utf-8")
     (root / "steps.py").write_text(STEPS, encoding="utf-8")
     lengths = shape_axes(size, shape)
-    axes = "\n".join(
-        f"  {AXIS_NAMES[i]}: [{', '.join(f'{AXIS_NAMES[i]}{j}' for j in range(n))}]"
-        for i, n in enumerate(lengths)
-    )
+    names = AXIS_NAMES[: len(lengths)]
+    axes = {a: [f"{a}{j}" for j in range(n)] for a, n in zip(names, lengths, strict=True)}
+    template = "A dancer in " + " ".join(f"{{{{ {a} }}}}" for a in names) + ", {{ style }}."
     recipe = root / "scale.yaml"
-    recipe.write_text(
-        RECIPE.format(
-            name=f"scale{size}{shape}",
-            axes=axes,
-            names=" ".join(f"{{{{ {AXIS_NAMES[i]} }}}}" for i in range(len(lengths))),
-        ),
-        encoding="utf-8",
-    )
+    recipe.write_text(sweep_recipe(f"scale{size}{shape}", axes, template), encoding="utf-8")
     return recipe
 
 

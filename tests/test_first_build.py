@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gc
 import os
-from pathlib import Path
 
 from conftest import Project
 
@@ -15,7 +14,6 @@ from motionflow.cli.options import planning_gc
 
 STEPS = """\
 import threading
-from pathlib import Path
 
 
 def who(n):
