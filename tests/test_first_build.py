@@ -14,6 +14,7 @@ from motionflow.cli.options import planning_gc
 
 STEPS = """\
 import threading
+from pathlib import Path
 
 
 def who(n):
