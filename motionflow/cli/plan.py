@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -230,10 +231,9 @@ def plan(
         tail: dict[str, Any] = {"budget": budget.to_json(), "pending_jobs": pending}
         if targets:
             tail["targets"] = targets.to_json()
-        stdout = click.get_text_stream("stdout")
         for chunk in _plan_json_chunks(planned, tail):
-            stdout.write(chunk)
-        stdout.flush()
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
     else:
         console = make_console(stderr=output == "-")  # stdout carries the plan file
         print_plan(planned, console, show_all)
