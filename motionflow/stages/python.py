@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -179,6 +180,13 @@ class _DaemonPool:
 _POOL = _DaemonPool()
 
 
+@functools.lru_cache(maxsize=256)
+def _takes_outdir(func: Any) -> bool:
+    """Whether ``func`` has an ``outdir`` parameter; asked twice per instance (a work folder
+    or not, then the call), so ``inspect.signature`` runs once per function."""
+    return "outdir" in inspect.signature(func).parameters
+
+
 async def _in_daemon_thread(func: Any, kwargs: dict[str, Any]) -> Any:
     """Run a blocking function in one of the pool's daemon threads (see :class:`_DaemonPool`)."""
     loop = asyncio.get_running_loop()
@@ -231,7 +239,7 @@ class PythonStage(BaseStage):
         fewer per instance); a ``Path`` it returns from elsewhere is copied into the cache."""
         assert isinstance(params, PythonParams)
         try:
-            return "outdir" in inspect.signature(resolve_callable(params.call)).parameters
+            return _takes_outdir(resolve_callable(params.call))
         except Exception:  # noqa: BLE001 - run() reports it, located, as the instance's failure
             return True
 
@@ -240,7 +248,7 @@ class PythonStage(BaseStage):
         assert isinstance(params, PythonParams)
         func = resolve_callable(params.call)
         kwargs = {k: _argument(v) for k, v in (params.model_extra or {}).items()}
-        if "outdir" in inspect.signature(func).parameters:
+        if _takes_outdir(func):
             kwargs["outdir"] = ctx.workdir
         try:
             if inspect.iscoroutinefunction(func):
